@@ -1,0 +1,44 @@
+// lens/config.hpp — where to connect, with which key, and how patiently.
+#pragma once
+
+#include <lens/backoff.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace lens {
+
+/// Retries of REST calls on 429, 5xx and connection failures.
+struct retry_policy {
+    /// Total attempts including the first; 1 disables retries.
+    unsigned max_attempts = 4;
+    /// The spacing between attempts (exponential with jitter). `Retry-After` wins when longer.
+    backoff_policy backoff{std::chrono::milliseconds(200), std::chrono::seconds(5), 2.0, 0.5};
+};
+
+struct config {
+    /// Base URL including the version prefix; paths are appended to it.
+    std::string endpoint = "https://api.u1.archetypeai.app/v0.5";
+    /// The API key. A secret: lens never prints it, logs it, or puts it in an error.
+    std::string api_key;
+    /// Deadline of one whole call, retries and backoff included.
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    /// Deadline of establishing one connection (TCP + TLS) within the call's deadline.
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    retry_policy retry;
+    /// Verify the server certificate (system trust store, host name). Leave on.
+    bool verify_peer = true;
+    /// A PEM file of extra certificate authorities to trust (the emulator's CA in TLS mode).
+    std::string ca_file;
+    /// Largest reply body accepted from a REST call.
+    std::size_t max_body_size = 64 * 1024 * 1024;
+    /// Idle keep-alive connections kept per client.
+    std::size_t max_idle_connections = 8;
+    std::string user_agent = "lens-cpp/0.1 (+https://github.com/archetypeai)";
+
+    /// Defaults overridden by `ARCHETYPE_API_ENDPOINT` and `ARCHETYPE_API_KEY` when set.
+    static config from_environment();
+};
+
+} // namespace lens

@@ -1,0 +1,130 @@
+// lens/emulator.hpp — a faithful local emulator of the Lens API.
+//
+// One Beast server (HTTP/1.1 keep-alive, optionally TLS) serving the REST,
+// WebSocket and SSE surfaces of PROTOCOL.md from in-memory state. It runs on
+// whatever executor it is given: tests put client and emulator on one
+// io_context; benchmarks give it a thread of its own.
+//
+// Knobs are plain fields read at the moment they apply; change them from the
+// emulator's own executor (in tests: the same thread that runs everything).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace lens::emulator {
+
+/// The built-in lenses, always present (`lens/metadata` lists them).
+namespace builtin {
+/// Writes to the SSE consumer: `csv_file_reader` windows → `inference.result`,
+/// `video_file_reader` frames → `frame.processed` + `inference.result`.
+inline constexpr std::string_view activity_monitor = "lns-emu-activity-monitor";
+/// Writes to the WebSocket mailbox drained by `session.read`.
+inline constexpr std::string_view mailbox = "lns-emu-mailbox";
+/// Answers `model.query` (image QA and bounding boxes), deterministically.
+inline constexpr std::string_view query = "lns-emu-query";
+} // namespace builtin
+
+/// Faults of the REST surface (every HTTP request other than WebSocket upgrades and SSE).
+struct rest_knobs {
+    std::chrono::milliseconds delay{0};   ///< added before every reply
+    unsigned fail_every_nth = 0;          ///< every Nth request is answered with `fail_status` (0: never)
+    unsigned fail_next = 0;               ///< the next N requests are answered with `fail_status`
+    unsigned fail_status = 503;
+    unsigned retry_after_seconds = 0;     ///< adds `Retry-After` to injected failures when non-zero
+    unsigned drop_every_nth = 0;          ///< every Nth request: the connection is closed without a reply
+    unsigned drop_next = 0;               ///< the next N requests are dropped that way
+    unsigned html_next = 0;               ///< the next N replies are `502` with an HTML page
+    unsigned garbage_next = 0;            ///< the next N replies are `200` with a non-JSON body
+    std::size_t oversize_body = 0;        ///< when non-zero, the next reply is a 200 JSON body of this many bytes
+};
+
+/// Faults of the WebSocket surface.
+struct ws_knobs {
+    unsigned drop_after_frames = 0;       ///< close each connection after receiving N request frames (0: never)
+    std::chrono::milliseconds reply_delay{0}; ///< added before every reply
+    unsigned refuse_upgrade_status = 0;   ///< answer upgrades with this HTTP status (0: accept)
+    unsigned refuse_next_upgrades = 0;    ///< ...for only the next N upgrades (0: every upgrade while status is set)
+    unsigned accept_then_close_next = 0;  ///< the next N upgrades complete and are closed at once
+    unsigned malformed_next = 0;          ///< the next N replies are preceded by a non-JSON text frame
+    unsigned error_frame_next = 0;        ///< the next N requests get `{"type":"error","message":...}` instead
+    std::chrono::milliseconds query_latency{5};    ///< the query lens's thinking time
+    /// A `model.query` whose focus is exactly "emulator:timeout" is answered after this with
+    /// `{"type":"model.query.response","message":"Response timed out for query"}`.
+    std::chrono::milliseconds query_timeout_after{60000};
+};
+
+/// Faults and pacing of the SSE surface.
+struct sse_knobs {
+    std::chrono::milliseconds heartbeat_interval{10000};
+    std::chrono::milliseconds result_interval{50};  ///< spacing of activity-monitor results
+    std::size_t csv_window_rows = 10;               ///< CSV rows per inference.result
+    unsigned cut_after_events = 0;   ///< close each consumer connection after N events (0: never)
+    enum class line_ending { lf, crlf, cr } line_end = line_ending::lf;
+    std::size_t chunk_size = 0;      ///< write the stream in chunks of this many bytes (0: whole events)
+    bool bom = false;                ///< start each stream with a UTF-8 BOM
+    bool comments = false;           ///< interleave `: comment` lines
+    bool stall = false;              ///< stop writing anything (connection stays open)
+};
+
+struct options {
+    std::string host = "127.0.0.1";
+    unsigned short port = 0;                 ///< 0: an ephemeral port
+    bool tls = false;                        ///< serve https/wss with a certificate generated at start-up
+    std::string ca_file;                     ///< where to write the CA (TLS); empty: a temporary file
+    std::string api_key = "emulator-key";    ///< the only key accepted
+    std::size_t max_sessions = 64;           ///< live sessions before create answers "Failed to allocate lens runner"
+    rest_knobs rest;
+    ws_knobs ws;
+    sse_knobs sse;
+};
+
+/// Counters for tests.
+struct stats {
+    std::size_t http_requests = 0;
+    std::size_t ws_upgrades = 0;
+    std::size_t ws_frames_received = 0;
+    std::size_t sse_connections = 0;
+    std::size_t live_sessions = 0;
+};
+
+class server {
+public:
+    /// Binds and listens at once (throws `lens::error` on failure); serving starts with `start()`.
+    server(boost::asio::any_io_executor executor, options opts = {});
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    /// Starts accepting. Returns immediately; the executor's context does the work.
+    void start();
+    /// Stops accepting, closes every connection; ends SSE streams and WebSockets.
+    void stop();
+
+    /// "http://127.0.0.1:PORT/v0.5", or https in TLS mode.
+    std::string endpoint() const;
+    unsigned short port() const;
+    /// The PEM file of the CA that signed the server certificate (TLS mode), else empty.
+    const std::string& ca_file() const;
+    const std::string& api_key() const;
+
+    /// The live knobs; changes apply to what happens next.
+    options& knobs();
+    stats statistics() const;
+
+    struct impl;
+private:
+    std::shared_ptr<impl> impl_;
+};
+
+/// The answer the query lens gives (its `event_data.result`), exposed so tests can
+/// check every reply's content: derived from the template, the focus and the image bytes.
+std::string expected_query_answer(std::string_view template_name, std::string_view focus,
+                                  std::string_view image_bytes);
+
+} // namespace lens::emulator
