@@ -10,6 +10,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/json/value.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -124,7 +125,8 @@ private:
 
 /// The answer the query lens gives (its `event_data.result`), exposed so tests can
 /// check every reply's content: derived from the template, the focus and the image bytes.
-std::string expected_query_answer(std::string_view template_name, std::string_view focus,
-                                  std::string_view image_bytes);
+/// `image_qa_template_task` gives a string, `image_bbox_template_task` an array of boxes.
+boost::json::value expected_query_answer(std::string_view template_name, std::string_view focus,
+                                         std::string_view image_bytes);
 
 } // namespace lens::emulator

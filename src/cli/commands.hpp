@@ -1,0 +1,36 @@
+// The `lens` command line tool: each area registers its subcommands here.
+#pragma once
+
+#include <lens/config.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace lens::cli {
+
+/// Global options, parsed before any subcommand runs.
+struct globals {
+    std::string endpoint;       ///< --endpoint (else ARCHETYPE_API_ENDPOINT, else the default)
+    std::string api_key;        ///< --api-key  (else ARCHETYPE_API_KEY)
+    double timeout_seconds = 0; ///< --timeout  (0: the config default)
+    std::string ca_file;        ///< --ca-file
+
+    /// The effective configuration.
+    lens::config make_config() const;
+};
+
+/// Subcommands set this to the work to do; main() runs it and maps exceptions to
+/// one line on stderr and exit status 1.
+using action = std::function<int()>;
+
+void add_rest_commands(CLI::App& app, globals& g, action& run);      // lenses, sessions, files
+void add_emulator_commands(CLI::App& app, globals& g, action& run);  // emulator, demo
+void add_session_commands(CLI::App& app, globals& g, action& run);   // status, validate, read, query, input
+void add_sse_commands(CLI::App& app, globals& g, action& run);       // events, sse-decode
+
+/// Prints one JSON value as a line on stdout.
+void print_json_line(const boost::json::value& v);
+
+} // namespace lens::cli
