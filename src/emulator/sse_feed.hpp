@@ -1,0 +1,22 @@
+#pragma once
+#include <lens/emulator.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+namespace lens::emulator::detail {
+/// The client's connection (TCP or TLS) after the consumer request head was read; the SSE code writes the whole HTTP response (status line, headers, body) itself.
+class byte_sink {
+public:
+    virtual ~byte_sink() = default;
+    virtual boost::asio::awaitable<void> write(std::string_view bytes) = 0; // throws system_error on failure
+    virtual void close() = 0;
+};
+class sse_feed; // one per session: its event log and live consumers
+std::shared_ptr<sse_feed> make_sse_feed(boost::asio::any_io_executor ex, const options& live_options, std::string session_id);
+void sse_input_stream(sse_feed&, std::string_view stream_type, const boost::json::object& stream_config, const std::string* file_bytes /* null: no such file */);
+void sse_session_destroyed(sse_feed&);   // ends live consumers with sse.stream.end
+void sse_stop(sse_feed&);                // the server is stopping: close consumers
+boost::asio::awaitable<void> sse_serve(std::shared_ptr<sse_feed>, byte_sink&, std::string last_event_id /* empty: none */);
+}
