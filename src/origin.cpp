@@ -39,7 +39,7 @@ origin parse_origin(std::string_view url, std::string_view operation)
         throw_error(errc::invalid_argument, std::string(operation),
                     "unsupported URL scheme '" + std::string(scheme) + "' (expected http, https, ws or wss)");
     if (u.host_type() == boost::urls::host_type::ipv6)
-        o.host = u.encoded_host_address().substr(0).decode(); // address without brackets
+        o.host = u.host_address(); // the address without brackets
     else
         o.host = u.host();
     if (o.host.empty())

@@ -1,0 +1,96 @@
+// lens/client.hpp — the REST face of the Lens API.
+//
+// A `client` owns a configuration and a small pool of keep-alive connections
+// to one endpoint. Every call is an awaitable with a deadline (`config::timeout`,
+// retries and backoff included); transient failures (429, 5xx, connection
+// failures) are retried with exponential backoff and jitter, honouring
+// `Retry-After`. Calls that may have taken effect (create, register, clone,
+// upload, events/process) are retried on a 5xx or a dropped connection only
+// when the request surely never reached the server: a failed connect, or a 429
+// (the server refused it unprocessed).
+//
+// Failures throw `lens::error` naming the operation: "sessions/create: 401 ...".
+// Records handed out never contain the `api_key` field the server echoes.
+//
+// Like Asio I/O objects, a client is used from one thread (its executor's).
+// Per-call cancellation works: `co_await (c.list_sessions() || timer.async_wait())`.
+#pragma once
+
+#include <lens/config.hpp>
+#include <lens/error.hpp>
+#include <lens/records.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lens {
+
+template <class T>
+using task = boost::asio::awaitable<T>;
+
+class client {
+public:
+    client(boost::asio::any_io_executor executor, config cfg);
+    ~client();
+    client(client&&) noexcept;
+    client& operator=(client&&) noexcept;
+
+    const config& configuration() const noexcept;
+    boost::asio::any_io_executor get_executor() const noexcept;
+
+    // ---- lenses --------------------------------------------------------
+    task<boost::json::value> lens_info();
+    task<std::vector<lens_record>> list_lenses();
+    task<lens_record> get_lens(std::string lens_id);
+    /// POST lens/register: `{"lens_config": {"lens_name": name, "lens_config": lens_config}}`.
+    task<lens_record> register_lens(std::string lens_name, boost::json::object lens_config);
+    task<lens_record> clone_lens(std::string lens_id);
+    /// POST lens/modify with `fields` merged beside `lens_id`.
+    task<lens_record> modify_lens(std::string lens_id, boost::json::object fields);
+    task<void> delete_lens(std::string lens_id);
+
+    // ---- sessions ------------------------------------------------------
+    task<boost::json::value> sessions_info();
+    task<std::vector<session_record>> list_sessions();
+    task<session_record> get_session(std::string session_id);
+    task<session_record> create_session(std::string lens_id);
+    task<session_record> destroy_session(std::string session_id);
+    /// POST lens/sessions/events/process: the reply the WebSocket would give, raw (scrubbed).
+    task<boost::json::value> process_event(std::string session_id, std::string type,
+                                           boost::json::value event_data = nullptr);
+
+    // ---- files ---------------------------------------------------------
+    /// Multipart upload of a local file. The content type comes from the extension
+    /// (png, jpg/jpeg, mp4, csv, json/jsonl/txt); others are rejected before sending.
+    task<file_record> upload_file(std::filesystem::path path);
+    /// Multipart upload of in-memory contents under `file_name`.
+    task<file_record> upload_file(std::string file_name, std::string contents);
+    /// POST files/base64: the same multipart with the content base64-encoded.
+    task<file_record> upload_file_base64(std::string file_name, std::string contents);
+    task<boost::json::value> files_info();
+    task<std::vector<file_record>> list_files();
+    task<file_record> get_file(std::string file_id);
+    task<std::string> download_file(std::string file_id);
+    task<void> delete_file(std::string file_id);
+
+    struct impl;
+    /// Internal: shared with sessions and guards that must outlive a moved-from client.
+    std::shared_ptr<impl> const& get_impl() const noexcept { return impl_; }
+
+private:
+    std::shared_ptr<impl> impl_;
+};
+
+/// The MIME type the Lens API expects for a file name, or empty when the
+/// extension is not one it accepts.
+std::string_view content_type_for(std::string_view file_name) noexcept;
+
+} // namespace lens
