@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds if needed, then runs the whole test suite (unit, integration, command line).
+# Usage: scripts/test.sh [release|sanitize]   — sanitize: AddressSanitizer + UBSan build.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+flavour=${1:-release}
+"$root/scripts/build.sh" "$flavour"
+dir="$root/build"; [ "$flavour" = sanitize ] && dir="$root/build-sanitize"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$dir" && ctest --output-on-failure -j2
