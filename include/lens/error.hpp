@@ -4,6 +4,23 @@
 // (or an Asio/Beast/SSL code passed through), carried in a `lens::error`
 // exception. The exception's message always names the operation and the
 // cause: "sessions/create: 401 unauthorized: Invalid API key".
+//
+// The message rule, in full:
+//
+//     what() = operation ": " [status " " reason ": "] cause
+//     cause  = detail ": " said      when both are present
+//            | detail | said        when only one is
+//            | code().message()     when neither is
+//     said   = each server error's message (its code when the message is empty), joined by "; "
+//
+// `status` is the HTTP status (omitted when 0) and `reason` its lower-case reason phrase
+// (omitted for statuses lens does not name). Examples:
+//
+//     sessions/create: 401 unauthorized: Invalid API key
+//     sessions/create: 200 ok: Failed to allocate lens runner - try stopping an older session!
+//     session.query: the server timed out answering the query
+//
+// Nothing here ever sees the API key; callers must not put it in `detail`.
 #pragma once
 
 #include <boost/json/value.hpp>
@@ -55,11 +72,17 @@ struct server_error {
 };
 
 /// Collects the server's diagnostics from every error body shape the Lens API uses:
-/// `{"errors": [{code, message, ...}]}`, `{"errors": ["text"]}`, `{"detail": "text"}`,
-/// `{"is_valid": false, "error_messages": [...]}` and `{"message": "text"}`.
+/// `{"errors": [{code, message, suggestion, error_uid}]}`, `{"errors": ["text"]}`,
+/// `{"detail": "text"}`, `{"detail": [{"msg": "text", "type": ...}]}` (FastAPI validation),
+/// `{"is_valid": false, "error_messages": [...]}` and `{"message": "text"}`, in that order,
+/// dropping exact repeats. Non-string values are kept as their JSON text. `error_messages`
+/// beside `is_valid: true` is ignored. Pass the WebSocket reply's `event_data` for enveloped
+/// replies. Any other body (null, an array, a number...) yields no diagnostics; never throws
+/// on odd JSON.
 std::vector<server_error> parse_server_errors(const boost::json::value& body);
 
-/// True when a 2xx body still reports a failure (`errors` non-empty or `is_valid: false`).
+/// True when a (2xx) body still reports a failure: `errors` present and non-empty,
+/// or `is_valid` exactly `false`.
 bool body_reports_failure(const boost::json::value& body);
 
 /// The exception lens throws. `code()` is the condition; the rest is diagnostics.
@@ -75,7 +98,11 @@ public:
     /// The server's own error codes and messages, in order.
     const std::vector<server_error>& server_errors() const noexcept { return server_errors_; }
 
+    /// The message described at the top of this header (without system_error's " [lens:N]").
+    const char* what() const noexcept override { return what_.c_str(); }
+
 private:
+    std::string what_;
     std::string operation_;
     unsigned http_status_;
     std::vector<server_error> server_errors_;
