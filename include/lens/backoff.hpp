@@ -11,12 +11,15 @@
 
 namespace lens {
 
+/// Attempt n (0-based) waits `min(max, initial * multiplier^n) * (1 - jitter * u)`,
+/// rounded down to whole milliseconds, with u uniform in [0, 1).
 struct backoff_policy {
     std::chrono::milliseconds initial = std::chrono::milliseconds(200);
+    /// The cap, applied before jitter: no delay ever exceeds it, however many attempts.
     std::chrono::milliseconds max = std::chrono::seconds(30);
     double multiplier = 2.0;
     /// Fraction of each delay that is randomised: delay * (1 - jitter * u), u uniform in [0, 1).
-    /// 0 gives the exact exponential schedule; 1 gives "full jitter".
+    /// 0 gives the exact exponential schedule; 1 gives "full jitter". Clamped to [0, 1].
     double jitter = 0.5;
     /// A connection that stayed up this long resets the schedule to `initial`.
     std::chrono::milliseconds reset_after = std::chrono::seconds(30);
@@ -27,17 +30,21 @@ struct backoff_policy {
 class backoff {
 public:
     using clock = std::chrono::steady_clock;
-    /// Returns a uniform value in [0, 1).
+    /// Returns a uniform value in [0, 1); values outside it are clamped.
     using random_source = std::function<double()>;
 
+    /// Without a random source, a generator seeded from `std::random_device` is used.
     explicit backoff(backoff_policy policy = {}, random_source random = {});
 
-    /// The delay before the next attempt, or nullopt when the attempt limit is reached.
+    /// The delay before the next attempt, and counts the attempt; nullopt (without
+    /// counting) once `max_attempts` delays were handed out.
     std::optional<std::chrono::milliseconds> next_delay();
 
     /// Record that a connection was established at `now`.
     void connected(clock::time_point now);
-    /// Record that the connection was lost at `now`; resets the schedule if it was stable.
+    /// Record that the connection was lost at `now`; resets the schedule when it had been
+    /// up for at least `reset_after`. A connection that drops sooner keeps backing off, so
+    /// a server that accepts and immediately closes is not hammered.
     void disconnected(clock::time_point now);
     /// Start over from `initial`.
     void reset() noexcept { attempts_ = 0; }

@@ -18,7 +18,7 @@
 //
 //     sessions/create: 401 unauthorized: Invalid API key
 //     sessions/create: 200 ok: Failed to allocate lens runner - try stopping an older session!
-//     session.query: the server timed out answering the query
+//     model.query: the server timed out answering the query
 //
 // Nothing here ever sees the API key; callers must not put it in `detail`.
 #pragma once
