@@ -12,7 +12,8 @@
 // Failures throw `lens::error` naming the operation: "sessions/create: 401 ...".
 // Records handed out never contain the `api_key` field the server echoes.
 //
-// Like Asio I/O objects, a client is used from one thread (its executor's).
+// A client is a cheap handle: copies share the configuration and the connection
+// pool. Like Asio I/O objects, it is used from one thread (its executor's).
 // Per-call cancellation works: `co_await (c.list_sessions() || timer.async_wait())`.
 #pragma once
 
@@ -40,6 +41,8 @@ class client {
 public:
     client(boost::asio::any_io_executor executor, config cfg);
     ~client();
+    client(const client&) = default;
+    client& operator=(const client&) = default;
     client(client&&) noexcept;
     client& operator=(client&&) noexcept;
 
@@ -82,8 +85,6 @@ public:
     task<void> delete_file(std::string file_id);
 
     struct impl;
-    /// Internal: shared with sessions and guards that must outlive a moved-from client.
-    std::shared_ptr<impl> const& get_impl() const noexcept { return impl_; }
 
 private:
     std::shared_ptr<impl> impl_;

@@ -1,0 +1,36 @@
+// lens/input_stream.hpp — typed `input_stream.set` configurations (PROTOCOL.md §3).
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace lens {
+
+/// A live RTSP camera.
+struct rtsp_stream {
+    std::string rtsp_url;
+    std::optional<unsigned> height, width;    ///< target_image_size [h, w]
+    std::optional<double> frame_rate_hz;      ///< target_frame_rate_hz
+    std::string stream_type = "rtsp_video_streamer"; ///< or the older "rtsp_video_reader"
+};
+/// An uploaded CSV file (its `file_id`).
+struct csv_stream { std::string file_id; };
+/// An uploaded video file (its `file_id`, e.g. "clip.mp4").
+struct video_stream { std::string file_id; };
+/// An uploaded JSON-lines file.
+struct jsonl_stream { std::string file_id; };
+/// Any other stream type, sent as given (sensor streams, new readers).
+struct raw_stream {
+    std::string stream_type;
+    boost::json::object stream_config;
+};
+
+using input_stream = std::variant<rtsp_stream, csv_stream, video_stream, jsonl_stream, raw_stream>;
+
+/// The `event_data` of `input_stream.set`: `{"stream_type", "stream_config"}`.
+boost::json::object to_event_data(const input_stream& s);
+
+} // namespace lens

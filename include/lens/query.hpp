@@ -1,0 +1,35 @@
+// lens/query.hpp — `model.query` requests (PROTOCOL.md §3).
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace lens {
+
+struct query_request {
+    static constexpr const char* image_qa_template = "image_qa_template_task";
+    static constexpr const char* bbox_template = "image_bbox_template_task";
+
+    std::string model_version = "Newton::c2_4_7b_251215a172f6d7";
+    std::string template_name = image_qa_template;
+    std::string instruction = "Answer the following question about the image:";
+    std::string focus;
+    unsigned max_new_tokens = 512;
+    std::vector<std::string> images;      ///< raw image bytes; base64-encoded when sent
+    boost::json::object sensor_metadata;
+
+    /// An image question: `focus` is the question.
+    static query_request image_qa(std::string focus, std::string image_bytes);
+    /// Bounding boxes: `focus` like "Input: [person,car]".
+    static query_request bbox(std::string focus, std::string image_bytes);
+    /// Adds the bytes of an image file; throws lens::error (invalid_argument) if unreadable.
+    query_request& add_image_file(const std::filesystem::path& path);
+
+    /// The `event_data` of `model.query`.
+    boost::json::object to_event_data() const;
+};
+
+} // namespace lens

@@ -1,0 +1,166 @@
+// lens/session.hpp — the WebSocket control channel of a session, as an
+// awaitable request/response multiplexer (PROTOCOL.md §3).
+//
+// Any number of coroutines may have requests in flight on one session. One
+// writer coroutine drains the send queue; one reader matches each reply to the
+// oldest pending request expecting that reply type (see detail/reply_matcher.hpp).
+// Every request has a deadline; expiry or cancellation completes only that
+// caller, and its late reply is consumed and dropped.
+//
+// Failure rules (the protocol has no request ids):
+// - a reply `{"type": "T.response", "message": M}` without `event_data` fails the
+//   request it answers: errc::query_timed_out for "Response timed out for query",
+//   errc::api_error otherwise, M kept in the message;
+// - an `{"type": "error", "message": M}` frame fails the OLDEST outstanding request
+//   of any type (errc::session_gone when M starts with "Unknown session id",
+//   errc::api_error otherwise); with nothing outstanding it goes to the inbox;
+// - frames that answer nothing (other types, replies nobody awaits, non-JSON text)
+//   go to a bounded inbox. When it is full the OLDEST message is dropped and
+//   `inbox_dropped()` counts it: the reader never waits for the inbox's reader.
+//   A non-JSON frame is kept in the inbox as a JSON string of its text.
+//
+// Connection loss: reconnect with exponential backoff and jitter. Requests already
+// written fail with errc::connection_lost unless idempotent (status, validate, read,
+// heartbeat), which are resent; requests not yet written wait for the new
+// connection within their deadlines. An upgrade refused with 401/403 (unauthorized)
+// or 404 (session_gone) stops reconnecting and fails everything; so does a
+// completed `destroy`, or the reconnect attempt limit.
+//
+// A session object is used from one thread (its executor's); keep each session
+// on one io_context. Destroying it closes the connection and fails its requests
+// with errc::closed; it does not destroy the server-side session (see destroy()
+// and lens/scoped_session.hpp).
+#pragma once
+
+#include <lens/backoff.hpp>
+#include <lens/client.hpp>
+#include <lens/config.hpp>
+#include <lens/input_stream.hpp>
+#include <lens/query.hpp>
+#include <lens/records.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lens {
+
+struct session_options {
+    std::chrono::milliseconds request_timeout = std::chrono::seconds(30);
+    std::chrono::milliseconds query_timeout = std::chrono::seconds(90);   ///< model.query
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10); ///< TCP + TLS + upgrade
+    /// No frame (data, ping or pong) for this long means a dead peer: the connection is
+    /// dropped and reconnected. A WebSocket ping is sent after half of it idle.
+    std::chrono::milliseconds dead_peer_timeout = std::chrono::seconds(20);
+    /// `session.heartbeat` after this long without a request (0: never). The server
+    /// idles sessions out; the official SDK uses 30 s.
+    std::chrono::milliseconds heartbeat_idle = std::chrono::seconds(30);
+    backoff_policy reconnect{std::chrono::milliseconds(100), std::chrono::seconds(10), 2.0, 0.5,
+                             std::chrono::seconds(30), 0};
+    /// Authenticate with `Sec-WebSocket-Protocol: authenticationauthorization.bearer.<key>,
+    /// event-protocol-v1` instead of the Authorization header (what browsers must do).
+    bool subprotocol_auth = false;
+    /// Unsolicited frames kept for `receive()`; beyond it the oldest is dropped.
+    std::size_t inbox_capacity = 256;
+    /// The `client_id` of `read()`; empty: 8 random hex digits per session object.
+    std::string client_id;
+};
+
+/// The reply to `session.validate`.
+struct validation {
+    bool is_valid = false;
+    std::vector<std::string> error_messages;
+    boost::json::value raw;
+};
+
+/// One message of the mailbox `session.read` drains.
+struct mailbox_message {
+    double timestamp = 0;
+    std::string type;
+    boost::json::value data;
+};
+
+/// The reply to `session.read`: empty when the server's `event_data` is null.
+struct read_result {
+    std::vector<mailbox_message> messages;
+    std::string client_id;
+    boost::json::value raw;
+};
+
+/// Per-call settings; zero timeout means the session's default for that event.
+struct call_options {
+    std::chrono::milliseconds timeout{0};
+    /// Safe to resend after a connection loss (the typed idempotent calls set it).
+    bool idempotent = false;
+};
+
+/// Counters, for tests and monitoring.
+struct session_stats {
+    std::size_t connects = 0;          ///< successful upgrades (first connect included)
+    std::size_t connect_failures = 0;
+    std::size_t requests_sent = 0;
+    std::size_t replies_matched = 0;
+    std::size_t late_replies_dropped = 0; ///< replies to callers that had given up
+    std::size_t inbox_dropped = 0;
+    std::size_t heartbeats_sent = 0;
+    std::size_t pending = 0;           ///< requests awaiting a reply now
+};
+
+class session {
+public:
+    /// Opens the control channel of `record.session_endpoint` and waits until it is
+    /// connected (within `connect_timeout`). Authenticates with `cfg.api_key`.
+    static task<session> open(const config& cfg, const session_record& record, session_options opts = {});
+    /// \overload for a `session_endpoint` URL (ws or wss).
+    static task<session> open(const config& cfg, std::string session_endpoint, session_options opts = {});
+
+    session(session&&) noexcept;
+    session& operator=(session&&) noexcept;
+    ~session();
+
+    /// `session.status`: the session record, `api_key` removed.
+    task<session_record> status(call_options o = {});
+    task<validation> validate(call_options o = {});
+    /// `session.read` with this session's client id.
+    task<read_result> read(call_options o = {});
+    /// `session.read` with `client_id` (each id is an independent cursor).
+    task<read_result> read(std::string client_id, call_options o = {});
+    /// `session.destroy`: the server-side session ends; the channel stops reconnecting.
+    task<boost::json::value> destroy(call_options o = {});
+    /// `input_stream.set`; a reply with `is_valid: false` is errc::api_error.
+    task<boost::json::value> set_input_stream(const input_stream& s, call_options o = {});
+    /// `model.query`: the reply's `event_data.result`.
+    task<boost::json::value> query(const query_request& q, call_options o = {});
+    /// `session.update` with `{"type": "data.json", "event_data": data}`.
+    task<boost::json::value> update(boost::json::value data, call_options o = {});
+    task<void> heartbeat(call_options o = {});
+    /// Any event: sends `{"type": type, "event_data": event_data}` and returns the whole
+    /// raw reply (for session.status, the record), `api_key` removed.
+    task<boost::json::value> call(std::string type, boost::json::value event_data = nullptr,
+                                  call_options o = {});
+
+    /// The next unsolicited frame, waiting at most `timeout`; nullopt on timeout.
+    task<std::optional<boost::json::value>> receive(std::chrono::milliseconds timeout);
+    /// The next unsolicited frame if one is queued.
+    std::optional<boost::json::value> try_receive();
+
+    /// Closes the connection now; pending requests fail with errc::closed.
+    void close() noexcept;
+
+    const std::string& client_id() const noexcept;
+    session_stats stats() const noexcept;
+    bool is_connected() const noexcept;
+
+    struct impl;
+private:
+    explicit session(std::shared_ptr<impl> p) noexcept;
+    std::shared_ptr<impl> impl_;
+};
+
+} // namespace lens

@@ -1,0 +1,687 @@
+// The WebSocket control channel: one connection, one reader, one writer, many
+// callers. See include/lens/session.hpp for the rules this file implements.
+#include <lens/session.hpp>
+
+#include <lens/detail/reply_matcher.hpp>
+
+#include "detail/http_connection.hpp"
+#include "detail/rest.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <boost/circular_buffer.hpp>
+#include <boost/intrusive/list.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <random>
+
+namespace lens {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace http = beast::http;
+namespace json = boost::json;
+using detail::clock;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+constexpr std::string_view query_timed_out_message = "Response timed out for query";
+
+/// Requests that may be sent twice without changing the session (resent after a reconnect).
+bool is_idempotent(std::string_view type)
+{
+    return type == "session.status" || type == "session.validate" || type == "session.read" ||
+           type == "session.heartbeat";
+}
+
+std::string random_client_id()
+{
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rng()));
+    return buf;
+}
+
+std::string serialize_request(std::string_view type, const json::value& event_data)
+{
+    json::object o;
+    o["type"] = type;
+    if (!event_data.is_null())
+        o["event_data"] = event_data;
+    return json::serialize(o);
+}
+
+} // namespace
+
+/// One request: queued to be written, then matched to its reply.
+struct pending_request : detail::matcher_entry {
+    explicit pending_request(const asio::any_io_executor& ex) : wake(ex) {}
+
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> send_hook;
+    std::string frame;
+    bool idempotent = false;
+    bool written = false;    ///< in the matcher: sent on the current connection
+    bool abandoned = false;  ///< nobody waits for the reply any more (timed out, cancelled, internal)
+    bool done = false;
+    json::value reply;
+    boost::system::error_code ec;
+    std::string error_detail;
+    asio::steady_timer wake;  ///< the caller sleeps on this until reply, deadline or cancellation
+    std::shared_ptr<pending_request> self; ///< keeps the request alive while the session references it
+};
+
+using send_queue = boost::intrusive::list<
+    pending_request,
+    boost::intrusive::member_hook<pending_request, decltype(pending_request::send_hook), &pending_request::send_hook>>;
+
+struct session::impl : std::enable_shared_from_this<impl> {
+    enum class state { connecting, connected, reconnecting, stopped };
+
+    impl(asio::any_io_executor executor, const config& c, std::string endpoint, session_options o)
+        : ex(executor), cfg(c), opts(std::move(o)),
+          where(detail::parse_origin(endpoint, "session.open")),
+          client_id(opts.client_id.empty() ? random_client_id() : opts.client_id),
+          schedule(opts.reconnect), write_signal(ex), retry_timer(ex), state_signal(ex), inbox_signal(ex)
+    {
+        if (where.tls)
+            tls = detail::make_tls_context(cfg);
+    }
+
+    asio::any_io_executor ex;
+    config cfg;
+    session_options opts;
+    detail::origin where;
+    std::shared_ptr<asio::ssl::context> tls;
+    std::string client_id;
+    backoff schedule;
+
+    state st = state::connecting;
+    boost::system::error_code stop_code;
+    std::string stop_detail;
+    std::string last_connect_error;
+    bool destroy_sent = false;
+
+    send_queue to_send;
+    detail::reply_matcher<pending_request> awaiting;
+    asio::steady_timer write_signal;  ///< wakes the writer (new request) or times the idle heartbeat
+    asio::steady_timer retry_timer;   ///< the backoff sleep between connection attempts
+    asio::steady_timer state_signal;  ///< wakes open() on the first connect or a stop
+    clock::time_point last_send = clock::now();
+    beast::tcp_stream* live_socket = nullptr; ///< the current connection's socket, to close it
+
+    boost::circular_buffer<json::value> inbox;
+    asio::steady_timer inbox_signal;
+    session_stats counters;
+
+    // ---- completing requests ----------------------------------------------
+
+    static void finish(pending_request& r)
+    {
+        r.done = true;
+        r.wake.cancel();
+        r.self.reset(); // may destroy r if its caller is gone: touch nothing after
+    }
+
+    static void fail(pending_request& r, boost::system::error_code ec, std::string detail)
+    {
+        r.ec = ec;
+        r.error_detail = std::move(detail);
+        finish(r);
+    }
+
+    void deliver(pending_request& r, json::value frame)
+    {
+        if (r.abandoned) {
+            ++counters.late_replies_dropped;
+            r.self.reset();
+            return;
+        }
+        ++counters.replies_matched;
+        // An enveloped reply carrying `message` and no `event_data` is a failure.
+        if (auto* obj = frame.if_object(); obj && obj->contains("type")) {
+            const auto* message = obj->if_contains("message");
+            const auto* data = obj->if_contains("event_data");
+            if (message && (!data || data->is_null())) {
+                const std::string text = message->is_string() ? std::string(message->get_string())
+                                                              : json::serialize(*message);
+                fail(r, text == query_timed_out_message ? errc::query_timed_out : errc::api_error, text);
+                return;
+            }
+        }
+        scrub_secrets(frame);
+        r.reply = std::move(frame);
+        finish(r);
+    }
+
+    void deliver_error_frame(pending_request& r, const json::value& frame)
+    {
+        if (r.abandoned) {
+            ++counters.late_replies_dropped;
+            r.self.reset();
+            return;
+        }
+        std::string text = "error frame";
+        if (auto* m = frame.as_object().if_contains("message"); m && m->is_string())
+            text = std::string(m->get_string());
+        const bool gone = text.rfind("Unknown session id", 0) == 0;
+        fail(r, gone ? errc::session_gone : errc::api_error, std::move(text));
+    }
+
+    void to_inbox(json::value frame)
+    {
+        if (inbox.capacity() == 0)
+            inbox.set_capacity(std::max<std::size_t>(1, opts.inbox_capacity)); // allocated on first use
+        if (inbox.full())
+            ++counters.inbox_dropped; // drop-oldest: the reader never waits for the inbox's reader
+        inbox.push_back(std::move(frame));
+        inbox_signal.cancel();
+    }
+
+    void dispatch(std::string_view text)
+    {
+        boost::system::error_code ec;
+        json::value frame = json::parse(text, ec);
+        if (ec) {
+            to_inbox(json::string(text));
+            return;
+        }
+        const auto cls = detail::classify_frame(frame);
+        if (cls.kind == detail::frame_class::reply) {
+            if (auto* r = awaiting.match(cls.request_type)) {
+                deliver(*r, std::move(frame));
+                return;
+            }
+        } else if (cls.kind == detail::frame_class::error) {
+            if (auto* r = awaiting.oldest()) {
+                deliver_error_frame(*r, frame);
+                return;
+            }
+        }
+        scrub_secrets(frame);
+        to_inbox(std::move(frame));
+    }
+
+    // ---- connection loss and stop -------------------------------------------
+
+    /// The connection dropped: requests written on it cannot be answered on the next one.
+    void requeue_after_loss()
+    {
+        std::vector<pending_request*> resend;
+        awaiting.drain([&](pending_request& r) {
+            r.written = false;
+            if (r.abandoned)
+                r.self.reset();
+            else if (r.idempotent)
+                resend.push_back(&r);
+            else
+                fail(r, errc::connection_lost, "connection lost after the request was sent");
+        });
+        // Resent requests go first, in their original order.
+        for (auto it = resend.rbegin(); it != resend.rend(); ++it)
+            to_send.push_front(**it);
+    }
+
+    void stop(boost::system::error_code ec, std::string detail)
+    {
+        if (st == state::stopped)
+            return;
+        st = state::stopped;
+        stop_code = ec;
+        stop_detail = detail;
+        awaiting.drain([&](pending_request& r) {
+            if (r.abandoned) r.self.reset(); else fail(r, ec, detail);
+        });
+        while (!to_send.empty()) {
+            auto& r = to_send.front();
+            to_send.pop_front();
+            fail(r, ec, detail);
+        }
+        close_socket();
+        write_signal.cancel();
+        retry_timer.cancel();
+        state_signal.cancel();
+        inbox_signal.cancel();
+    }
+
+    void close_socket() noexcept
+    {
+        if (live_socket) {
+            boost::system::error_code ignored;
+            live_socket->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+            live_socket->socket().close(ignored);
+        }
+    }
+
+    // ---- the connection loop --------------------------------------------------
+
+    static asio::awaitable<void> run(std::shared_ptr<impl> self) { co_await self->run_loop(); }
+
+    asio::awaitable<void> run_loop()
+    {
+        while (st != state::stopped) {
+            try {
+                co_await connect_and_serve();
+            } catch (const lens::error& e) {
+                ++counters.connect_failures;
+                last_connect_error = e.what();
+                if (e.code() == errc::unauthorized || e.code() == errc::session_gone) {
+                    stop(e.code(), e.what());
+                    break;
+                }
+            } catch (const std::exception& e) {
+                ++counters.connect_failures;
+                last_connect_error = e.what();
+            }
+            if (st == state::stopped)
+                break;
+            if (destroy_sent) { // the session is gone: nothing to reconnect to
+                stop(errc::session_gone, "session destroyed");
+                break;
+            }
+            auto delay = schedule.next_delay();
+            if (!delay) {
+                stop(errc::connection_lost, "gave up reconnecting after " +
+                                                std::to_string(schedule.attempts()) + " attempts: " +
+                                                last_connect_error);
+                break;
+            }
+            retry_timer.expires_after(*delay);
+            co_await retry_timer.async_wait(nothrow);
+        }
+    }
+
+    asio::awaitable<void> connect_and_serve()
+    {
+        const auto deadline = clock::now() + opts.connect_timeout;
+        auto conn = co_await detail::http_connection::connect(where, tls.get(), deadline, "session.connect");
+        if (auto* plain = std::get_if<detail::http_connection::tcp_stream>(&conn->stream())) {
+            websocket::stream<beast::tcp_stream> ws(std::move(*plain));
+            co_await serve(ws);
+        } else {
+            websocket::stream<detail::http_connection::tls_stream> ws(
+                std::move(std::get<detail::http_connection::tls_stream>(conn->stream())));
+            co_await serve(ws);
+        }
+    }
+
+    template <class Stream>
+    asio::awaitable<void> serve(websocket::stream<Stream>& ws)
+    {
+        using namespace asio::experimental::awaitable_operators;
+        auto& lowest = beast::get_lowest_layer(ws);
+        lowest.expires_never(); // the websocket's own timeouts take over
+        websocket::stream_base::timeout timeouts;
+        timeouts.handshake_timeout = opts.connect_timeout;
+        timeouts.idle_timeout = opts.dead_peer_timeout; // a ping goes out after half of it
+        timeouts.keep_alive_pings = true;
+        ws.set_option(timeouts);
+        ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
+            req.set(http::field::user_agent, cfg.user_agent);
+            if (opts.subprotocol_auth)
+                req.set(http::field::sec_websocket_protocol,
+                        "authenticationauthorization.bearer." + cfg.api_key + ", event-protocol-v1");
+            else
+                req.set(http::field::authorization, "Bearer " + cfg.api_key);
+        }));
+        ws.binary(true); // requests go out as binary frames
+
+        websocket::response_type res;
+        std::string target = where.base_path.empty() ? "/" : where.base_path;
+        if (!where.query.empty())
+            target += "?" + where.query;
+        live_socket = &lowest;
+        auto [hec] = co_await ws.async_handshake(res, where.host_header(), target, nothrow);
+        if (hec) {
+            live_socket = nullptr;
+            if (hec == websocket::error::upgrade_declined) {
+                const unsigned status = res.result_int();
+                const errc code = (status == 401 || status == 403) ? errc::unauthorized
+                                  : status == 404                  ? errc::session_gone
+                                                                   : errc::connection_failed;
+                throw lens::error(code, "session.connect", "upgrade refused", status);
+            }
+            throw lens::error(detail::classify_transport_error(hec, errc::connection_failed), "session.connect",
+                              "WebSocket upgrade with " + where.host_header() + ": " + hec.message());
+        }
+        if (st == state::stopped) { // closed while connecting
+            live_socket = nullptr;
+            co_return;
+        }
+
+        st = state::connected;
+        ++counters.connects;
+        schedule.connected(clock::now());
+        state_signal.cancel();
+
+        co_await (read_loop(ws) || write_loop(ws));
+
+        live_socket = nullptr;
+        schedule.disconnected(clock::now());
+        if (st == state::connected)
+            st = state::reconnecting;
+        requeue_after_loss();
+    }
+
+    template <class WS>
+    asio::awaitable<void> read_loop(WS& ws)
+    {
+        beast::flat_buffer buffer;
+        for (;;) {
+            auto [ec, n] = co_await ws.async_read(buffer, nothrow);
+            if (ec || st != state::connected) {
+                if (st == state::connected)
+                    st = state::reconnecting;
+                close_socket(); // the writer's pending write fails at once
+                co_return;
+            }
+            const auto data = buffer.cdata();
+            dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
+            buffer.consume(buffer.size());
+            if (buffer.capacity() > 64 * 1024)
+                buffer.shrink_to_fit(); // an idle session keeps a small buffer
+        }
+    }
+
+    template <class WS>
+    asio::awaitable<void> write_loop(WS& ws)
+    {
+        for (;;) {
+            // Drain everything queued, back to back.
+            while (!to_send.empty() && st == state::connected) {
+                pending_request& r = to_send.front();
+                to_send.pop_front();
+                r.written = true;
+                awaiting.expect(r); // before writing: the reply may race the write's completion
+                ++counters.requests_sent;
+                last_send = clock::now();
+                auto [ec, n] = co_await ws.async_write(asio::buffer(r.frame), nothrow);
+                if (ec) {
+                    if (st == state::connected)
+                        st = state::reconnecting;
+                    close_socket();
+                    co_return;
+                }
+            }
+            if (st != state::connected)
+                co_return;
+            // Sleep until a request is queued, or until the idle heartbeat is due.
+            if (opts.heartbeat_idle.count() > 0)
+                write_signal.expires_at(last_send + opts.heartbeat_idle);
+            else
+                write_signal.expires_at(clock::time_point::max());
+            auto [ec] = co_await write_signal.async_wait(nothrow);
+            if (st != state::connected)
+                co_return;
+            if (!ec && to_send.empty() && clock::now() >= last_send + opts.heartbeat_idle)
+                enqueue_internal("session.heartbeat");
+            auto cancellation = co_await asio::this_coro::cancellation_state;
+            if (cancellation.cancelled() != asio::cancellation_type::none)
+                co_return; // the reader finished: this connection is over
+        }
+    }
+
+    void enqueue_internal(std::string_view type)
+    {
+        auto r = std::make_shared<pending_request>(ex);
+        r->request_type = type;
+        r->frame = serialize_request(type, nullptr);
+        r->idempotent = true;
+        r->abandoned = true; // nobody waits: the reply is consumed and dropped
+        r->self = r;
+        to_send.push_back(*r);
+        ++counters.heartbeats_sent;
+    }
+
+    // ---- requests ---------------------------------------------------------------
+
+    asio::awaitable<json::value> request(std::string type, const json::value& event_data, call_options o,
+                                         std::chrono::milliseconds default_timeout)
+    {
+        if (st == state::stopped)
+            throw lens::error(stop_code ? stop_code : make_error_code(errc::closed), type, stop_detail);
+        const auto timeout = o.timeout.count() > 0 ? o.timeout : default_timeout;
+        const auto deadline = clock::now() + timeout;
+        auto r = std::make_shared<pending_request>(ex);
+        r->request_type = type;
+        r->frame = serialize_request(type, event_data);
+        r->idempotent = o.idempotent || is_idempotent(type);
+        r->self = r;
+        r->wake.expires_at(deadline);
+        if (type == "session.destroy")
+            destroy_sent = true;
+        to_send.push_back(*r);
+        write_signal.cancel();
+
+        co_await r->wake.async_wait(nothrow);
+        if (r->done) {
+            if (r->ec)
+                throw lens::error(r->ec, type, r->error_detail);
+            co_return std::move(r->reply);
+        }
+        // The caller gives up: an unsent request simply leaves the queue; a sent one
+        // keeps its place so that its late reply is consumed, not mis-delivered.
+        if (r->send_hook.is_linked()) {
+            to_send.erase(to_send.iterator_to(*r));
+            r->self.reset();
+        } else {
+            r->abandoned = true;
+        }
+        if (clock::now() >= deadline)
+            throw lens::error(errc::timeout, type, "no reply within " + std::to_string(timeout.count()) + " ms");
+        throw boost::system::system_error(asio::error::operation_aborted, type);
+    }
+};
+
+// ---- public API -----------------------------------------------------------------
+
+session::session(std::shared_ptr<impl> p) noexcept : impl_(std::move(p)) {}
+session::session(session&&) noexcept = default;
+session& session::operator=(session&& other) noexcept
+{
+    if (this != &other) {
+        close();
+        impl_ = std::move(other.impl_);
+    }
+    return *this;
+}
+session::~session() { close(); }
+
+task<session> session::open(const config& cfg, const session_record& record, session_options opts)
+{
+    co_return co_await open(cfg, record.session_endpoint, std::move(opts));
+}
+
+task<session> session::open(const config& cfg, std::string endpoint, session_options opts)
+{
+    auto ex = co_await asio::this_coro::executor;
+    auto p = std::make_shared<impl>(ex, cfg, std::move(endpoint), std::move(opts));
+    asio::co_spawn(ex, impl::run(p), asio::detached);
+    const auto deadline = clock::now() + p->opts.connect_timeout;
+    while (p->st != impl::state::connected && p->st != impl::state::stopped && clock::now() < deadline) {
+        p->state_signal.expires_at(deadline);
+        co_await p->state_signal.async_wait(nothrow);
+        auto cancellation = co_await asio::this_coro::cancellation_state;
+        if (cancellation.cancelled() != asio::cancellation_type::none) {
+            p->stop(errc::closed, "open cancelled");
+            throw boost::system::system_error(asio::error::operation_aborted, "session.open");
+        }
+    }
+    if (p->st == impl::state::stopped)
+        throw lens::error(p->stop_code, "session.open", p->stop_detail);
+    if (p->st != impl::state::connected) {
+        auto detail = "not connected within " + std::to_string(p->opts.connect_timeout.count()) + " ms";
+        if (!p->last_connect_error.empty())
+            detail += " (last attempt: " + p->last_connect_error + ")";
+        p->stop(errc::timeout, detail);
+        throw lens::error(errc::timeout, "session.open", detail);
+    }
+    co_return session(std::move(p));
+}
+
+void session::close() noexcept
+{
+    if (impl_)
+        impl_->stop(errc::closed, "session closed");
+}
+
+task<json::value> session::call(std::string type, json::value event_data, call_options o)
+{
+    auto keep = impl_;
+    co_return co_await keep->request(std::move(type), event_data, o, keep->opts.request_timeout);
+}
+
+task<session_record> session::status(call_options o)
+{
+    auto reply = co_await call("session.status", nullptr, o);
+    co_return detail::decode<session_record>(reply, "session.status");
+}
+
+namespace {
+const json::value* event_data_of(const json::value& reply)
+{
+    if (auto* o = reply.if_object())
+        if (auto* d = o->if_contains("event_data"); d && !d->is_null())
+            return d;
+    return nullptr;
+}
+
+std::vector<std::string> strings_of(const json::value* v)
+{
+    std::vector<std::string> out;
+    if (v && v->is_array())
+        for (auto& item : v->get_array())
+            out.push_back(item.is_string() ? std::string(item.get_string()) : json::serialize(item));
+    return out;
+}
+} // namespace
+
+task<validation> session::validate(call_options o)
+{
+    validation result;
+    result.raw = co_await call("session.validate", nullptr, o);
+    if (auto* data = event_data_of(result.raw); data && data->is_object()) {
+        auto& obj = data->get_object();
+        if (auto* v = obj.if_contains("is_valid"); v && v->is_bool())
+            result.is_valid = v->get_bool();
+        result.error_messages = strings_of(obj.if_contains("error_messages"));
+    }
+    co_return result;
+}
+
+task<read_result> session::read(call_options o) { co_return co_await read(impl_->client_id, o); }
+
+task<read_result> session::read(std::string client_id, call_options o)
+{
+    json::object data;
+    data["client_id"] = client_id;
+    read_result result;
+    result.client_id = client_id;
+    result.raw = co_await call("session.read", std::move(data), o);
+    if (auto* d = event_data_of(result.raw); d && d->is_object()) {
+        auto& obj = d->get_object();
+        if (auto* id = obj.if_contains("client_id"); id && id->is_string())
+            result.client_id = std::string(id->get_string());
+        if (auto* list = obj.if_contains("messages"); list && list->is_array())
+            for (auto& m : list->get_array()) {
+                mailbox_message msg;
+                if (auto* mo = m.if_object()) {
+                    if (auto* t = mo->if_contains("timestamp"); t && t->is_number())
+                        msg.timestamp = t->to_number<double>();
+                    if (auto* t = mo->if_contains("type"); t && t->is_string())
+                        msg.type = std::string(t->get_string());
+                    if (auto* t = mo->if_contains("data"))
+                        msg.data = *t;
+                } else {
+                    msg.data = m;
+                }
+                result.messages.push_back(std::move(msg));
+            }
+    }
+    co_return result;
+}
+
+task<json::value> session::destroy(call_options o)
+{
+    auto keep = impl_;
+    auto reply = co_await call("session.destroy", nullptr, o);
+    keep->stop(errc::session_gone, "session destroyed");
+    co_return reply;
+}
+
+task<json::value> session::set_input_stream(const input_stream& s, call_options o)
+{
+    auto reply = co_await call("input_stream.set", to_event_data(s), o);
+    if (auto* d = event_data_of(reply); d && d->is_object())
+        if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
+            std::vector<server_error> errors;
+            for (auto& m : strings_of(d->get_object().if_contains("error_messages")))
+                errors.push_back({{}, m, {}, {}});
+            throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
+        }
+    co_return reply;
+}
+
+task<json::value> session::query(const query_request& q, call_options o)
+{
+    if (o.timeout.count() == 0)
+        o.timeout = impl_->opts.query_timeout;
+    auto reply = co_await call("model.query", q.to_event_data(), o);
+    if (auto* d = event_data_of(reply); d && d->is_object())
+        if (auto* r = d->get_object().if_contains("result"))
+            co_return *r;
+    throw lens::error(errc::invalid_response, "model.query", "reply has no event_data.result");
+}
+
+task<json::value> session::update(json::value data, call_options o)
+{
+    json::object envelope;
+    envelope["type"] = "data.json";
+    envelope["event_data"] = std::move(data);
+    co_return co_await call("session.update", std::move(envelope), o);
+}
+
+task<void> session::heartbeat(call_options o) { co_await call("session.heartbeat", nullptr, o); }
+
+std::optional<json::value> session::try_receive()
+{
+    if (!impl_ || impl_->inbox.empty())
+        return std::nullopt;
+    auto v = std::move(impl_->inbox.front());
+    impl_->inbox.pop_front();
+    return v;
+}
+
+task<std::optional<json::value>> session::receive(std::chrono::milliseconds timeout)
+{
+    auto keep = impl_;
+    const auto deadline = clock::now() + timeout;
+    while (keep->inbox.empty() && keep->st != impl::state::stopped && clock::now() < deadline) {
+        keep->inbox_signal.expires_at(deadline);
+        co_await keep->inbox_signal.async_wait(asio::use_awaitable_t<>{}); // throws when cancelled... by design
+    }
+    co_return try_receive();
+}
+
+const std::string& session::client_id() const noexcept { return impl_->client_id; }
+
+session_stats session::stats() const noexcept
+{
+    auto s = impl_->counters;
+    s.pending = impl_->awaiting.size() + impl_->to_send.size();
+    return s;
+}
+
+bool session::is_connected() const noexcept { return impl_ && impl_->st == impl::state::connected; }
+
+} // namespace lens
