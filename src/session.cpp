@@ -497,15 +497,21 @@ session& session::operator=(session&& other) noexcept
 }
 session::~session() { close(); }
 
-task<session> session::open(const config& cfg, const session_record& record, session_options opts)
+const session_options& session::default_options() noexcept
 {
-    co_return co_await open(cfg, record.session_endpoint, std::move(opts));
+    static const session_options defaults;
+    return defaults;
 }
 
-task<session> session::open(const config& cfg, std::string endpoint, session_options opts)
+task<session> session::open(const config& cfg, const session_record& record, const session_options& opts)
 {
-    auto ex = co_await asio::this_coro::executor;
-    auto p = std::make_shared<impl>(ex, cfg, std::move(endpoint), std::move(opts));
+    co_return co_await open(cfg, record.session_endpoint, opts);
+}
+
+task<session> session::open(const config& cfg, const std::string& endpoint, const session_options& opts)
+{
+    auto p = std::make_shared<impl>(co_await asio::this_coro::executor, cfg, endpoint, opts);
+    auto ex = p->ex;
     asio::co_spawn(ex, impl::run(p), asio::detached);
     const auto deadline = clock::now() + p->opts.connect_timeout;
     while (p->st != impl::state::connected && p->st != impl::state::stopped && clock::now() < deadline) {

@@ -68,7 +68,7 @@ public:
     task<session_record> destroy_session(std::string session_id);
     /// POST lens/sessions/events/process: the reply the WebSocket would give, raw (scrubbed).
     task<boost::json::value> process_event(std::string session_id, std::string type,
-                                           boost::json::value event_data = nullptr);
+                                           boost::json::value event_data);
 
     // ---- files ---------------------------------------------------------
     /// Multipart upload of a local file. The content type comes from the extension

@@ -116,9 +116,23 @@ class session {
 public:
     /// Opens the control channel of `record.session_endpoint` and waits until it is
     /// connected (within `connect_timeout`). Authenticates with `cfg.api_key`.
-    static task<session> open(const config& cfg, const session_record& record, session_options opts = {});
+    /// The arguments must outlive the co_await (true of temporaries in the awaiting
+    /// expression); they are copied when the coroutine starts.
+    static task<session> open(const config& cfg, const session_record& record, const session_options& opts);
     /// \overload for a `session_endpoint` URL (ws or wss).
-    static task<session> open(const config& cfg, std::string session_endpoint, session_options opts = {});
+    static task<session> open(const config& cfg, const std::string& session_endpoint,
+                              const session_options& opts);
+    // Overloads, not default arguments: g++ 12 mis-copies a class-type default argument
+    // materialised in a calling coroutine's frame (a std::string ends up pointing into it).
+    static task<session> open(const config& cfg, const session_record& record)
+    {
+        return open(cfg, record, default_options());
+    }
+    static task<session> open(const config& cfg, const std::string& session_endpoint)
+    {
+        return open(cfg, session_endpoint, default_options());
+    }
+    static const session_options& default_options() noexcept;
 
     session(session&&) noexcept;
     session& operator=(session&&) noexcept;
@@ -142,8 +156,9 @@ public:
     task<void> heartbeat(call_options o = {});
     /// Any event: sends `{"type": type, "event_data": event_data}` and returns the whole
     /// raw reply (for session.status, the record), `api_key` removed.
-    task<boost::json::value> call(std::string type, boost::json::value event_data = nullptr,
-                                  call_options o = {});
+    task<boost::json::value> call(std::string type, boost::json::value event_data, call_options o = {});
+    /// \overload without `event_data`.
+    task<boost::json::value> call(std::string type) { return call(std::move(type), nullptr); }
 
     /// The next unsolicited frame, waiting at most `timeout`; nullopt on timeout.
     task<std::optional<boost::json::value>> receive(std::chrono::milliseconds timeout);
