@@ -14,7 +14,18 @@ struct entry : lens::detail::matcher_entry {
     int id = 0;
     entry(std::string type, int i) { request_type = std::move(type); id = i; }
 };
-frame_class classify(std::string_view text) { return classify_frame(boost::json::parse(text)); }
+/// The classification of `text`; the parsed frame is kept alive because
+/// `request_type` views into it.
+struct classified : frame_class {
+    boost::json::value frame;
+};
+classified classify(std::string_view text)
+{
+    classified c;
+    c.frame = boost::json::parse(text);
+    static_cast<frame_class&>(c) = classify_frame(c.frame);
+    return c;
+}
 } // namespace
 
 TEST_CASE("frames are classified by their reply type")
