@@ -52,7 +52,10 @@ public:
     const session_record& record() const noexcept { return record_; }
     const std::string& id() const noexcept { return record_.session_id; }
 
-    /// Destroys the session now (idempotent). Runs even if the caller is being cancelled.
+    /// Destroys the session now (idempotent). A caller that was cancelled must first
+    /// `co_await boost::asio::this_coro::reset_cancellation_state()`: Asio throws
+    /// operation_aborted at a cancelled coroutine's every co_await, this one included,
+    /// and the destructor's detached destroy is then the only fallback.
     task<void> destroy()
     {
         if (!std::exchange(owned_, false))
@@ -105,6 +108,10 @@ auto with_session(client c, std::string lens_id, Body body)
     } catch (...) {
         failure = std::current_exception();
     }
+    // When the caller was cancelled, Asio throws operation_aborted at every later co_await
+    // of this coroutine, `co_await session.destroy()` included, before destroy() even
+    // starts; reset first so the destroy really runs here (it has its own deadline).
+    co_await boost::asio::this_coro::reset_cancellation_state();
     try {
         co_await session.destroy();
     } catch (...) {
