@@ -101,7 +101,9 @@ struct client::impl {
             if (conn->still_open())
                 co_return conn;
         }
-        co_return co_await detail::http_connection::connect(where, tls.get(), deadline, operation);
+        // Each connection attempt gets `connect_timeout`, within what is left of the call's deadline.
+        const auto connect_deadline = std::min(deadline, clock::now() + cfg.connect_timeout);
+        co_return co_await detail::http_connection::connect(where, tls.get(), connect_deadline, operation);
     }
 
     void release(std::unique_ptr<detail::http_connection> conn)
@@ -153,8 +155,10 @@ struct client::impl {
                 failure = std::make_exception_ptr(detail::status_error(resp, call.operation));
             } catch (const detail::transport_error& e) {
                 const bool safe = e.stage() == detail::failure_stage::connect || call.idempotent;
-                if (e.code() == errc::timeout || e.code() == errc::body_too_large || !safe ||
-                    attempt >= max_attempts)
+                // A timeout is final once the call's deadline passed; a connection attempt that
+                // only ran out of `connect_timeout` is retried like any failed connect.
+                const bool out_of_time = e.code() == errc::timeout && clock::now() >= deadline;
+                if (out_of_time || e.code() == errc::body_too_large || !safe || attempt >= max_attempts)
                     throw;
                 failure = std::current_exception();
             }

@@ -829,6 +829,46 @@ TEST_CASE("rest: TLS with a host name the certificate does not name is connectio
     });
 }
 
+TEST_CASE("rest: a server that never answers the TLS handshake times out within the deadline")
+{
+    fixture f;
+    // Listening but never accepting: the kernel completes TCP, nobody ever speaks TLS.
+    asio::ip::tcp::acceptor silent(f.ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    f.cfg.endpoint = "https://127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/v0.5";
+    f.cfg.timeout = 500ms;
+    f.run([&]() -> task<void> {
+        auto c = f.make_client();
+        stopwatch t;
+        auto e = co_await expect_error(errc::timeout, [&] { return c.list_lenses(); });
+        CHECK(t.elapsed() >= 450ms);
+        CHECK(t.elapsed() < 500ms + 1500ms);
+        CHECK(contains(e.what(), "lens/metadata"));
+        CHECK(contains(e.what(), "TLS"));
+    });
+}
+
+TEST_CASE("rest: connect_timeout bounds each connection attempt within the call's deadline")
+{
+    fixture f;
+    asio::ip::tcp::acceptor silent(f.ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    f.cfg.endpoint = "https://127.0.0.1:" + std::to_string(silent.local_endpoint().port()) + "/v0.5";
+    f.cfg.timeout = 10s;
+    f.cfg.connect_timeout = 200ms;
+    f.cfg.retry.max_attempts = 3;
+    f.run([&]() -> task<void> {
+        auto c = f.make_client();
+        stopwatch t;
+        auto e = co_await expect_error([&] { return c.list_lenses(); });
+        // Three attempts of 200 ms and two short backoffs, far from the 10 s deadline.
+        CHECK(t.elapsed() >= 3 * 200ms);
+        CHECK(t.elapsed() < 3s);
+        CHECK((e.code() == lens::make_error_code(errc::timeout) ||
+               e.code() == lens::make_error_code(errc::connection_failed)));
+        CHECK(contains(e.what(), "lens/metadata"));
+        CHECK(contains(e.what(), "TLS"));
+    });
+}
+
 TEST_CASE("rest: a CA file that does not exist is rejected clearly")
 {
     fixture f(lens::test::tls_options());
