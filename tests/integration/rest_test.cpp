@@ -897,12 +897,16 @@ TEST_CASE("rest: https to a plain http server fails with connection_failed")
     });
 }
 
-TEST_CASE("rest: sequential calls reuse one keep-alive connection")
+namespace {
+
+void keep_alive_case(lens::emulator::options opts)
 {
-    fixture f;
+    fixture f(opts);
     auto proxy = std::make_shared<counting_proxy>(f.ctx, f.server.port());
     proxy->start();
-    f.cfg.endpoint = "http://127.0.0.1:" + std::to_string(proxy->port()) + "/v0.5";
+    // The proxy listens on 127.0.0.1 too, so the emulator's certificate still matches.
+    f.cfg.endpoint = std::string(opts.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(proxy->port()) +
+                     "/v0.5";
     f.run([&]() -> task<void> {
         proxy_stopper stop_at_exit(proxy);
         auto c = f.make_client();
@@ -925,5 +929,57 @@ TEST_CASE("rest: sequential calls reuse one keep-alive connection")
         CHECK((co_await c.list_lenses()).size() == 3);
         CHECK((co_await c.list_lenses()).size() == 3);
         CHECK(proxy->accepted() == 2);
+    });
+}
+
+} // namespace
+
+TEST_CASE("rest: sequential calls reuse one keep-alive connection (http)")
+{
+    keep_alive_case({});
+}
+
+TEST_CASE("rest: sequential calls reuse one keep-alive connection (https)")
+{
+    keep_alive_case(lens::test::tls_options());
+}
+
+TEST_CASE("rest: large and oddly named files round-trip byte for byte")
+{
+    fixture f;
+    f.run([&]() -> task<void> {
+        auto c = f.make_client();
+        std::string big = binary_bytes();
+        while (big.size() < 8 * 1024 * 1024)
+            big += big;
+        auto up = co_await c.upload_file(std::string("big video.mp4"), big);
+        CHECK(up.file_id == "big video.mp4");
+        auto meta = co_await c.get_file("big video.mp4");
+        CHECK(meta.file_size == big.size());
+        CHECK(co_await c.download_file("big video.mp4") == big);
+        auto b64 = co_await c.upload_file_base64(std::string("caf\xc3\xa9 #1?.txt"), big.substr(0, 100000));
+        CHECK(b64.file_id == "caf\xc3\xa9 #1?.txt");
+        CHECK(co_await c.download_file("caf\xc3\xa9 #1?.txt") == big.substr(0, 100000));
+        co_await c.delete_file("caf\xc3\xa9 #1?.txt");
+        CHECK((co_await c.list_files()).size() == 1);
+    });
+}
+
+TEST_CASE("rest: a 429 storm with a Retry-After never outlives the call's deadline")
+{
+    fixture f;
+    f.knobs().rest.fail_next = 1000;
+    f.knobs().rest.fail_status = 429;
+    f.knobs().rest.retry_after_seconds = 1;
+    f.cfg.timeout = 2500ms;
+    f.cfg.retry.max_attempts = 10;
+    f.run([&]() -> task<void> {
+        auto c = f.make_client();
+        stopwatch t;
+        auto e = co_await expect_error(errc::rate_limited, [&] { return c.list_sessions(); });
+        CHECK(t.elapsed() >= 1900ms); // two waits of one second, as told
+        CHECK(t.elapsed() < 2500ms);  // the third would end past the deadline: given up before
+        CHECK(f.stats().http_requests == 3);
+        CHECK(contains(e.what(), "429"));
     });
 }
