@@ -267,15 +267,20 @@ private:
             request req = parser.release();
             std::optional<api_target> target = parse_target(req.target());
 
+            // (Results are named rather than tested inside `if (co_await ...)`:
+            // GCC 12 miscompiles some of those.)
+            bool keep_going;
             if (beast::websocket::is_upgrade(req)) {
-                if (co_await upgrade(std::move(req), target))
-                    co_return;
+                const bool handed_over = co_await upgrade(std::move(req), target);
+                keep_going = !handed_over;
             } else if (is_consumer(target)) {
-                if (co_await consume(std::move(req), target->segments[3]))
-                    co_return;
-            } else if (!co_await rest(std::move(req), target)) {
-                co_return;
+                const bool done = co_await consume(std::move(req), target->segments[3]);
+                keep_going = !done;
+            } else {
+                keep_going = co_await rest(std::move(req), target);
             }
+            if (!keep_going)
+                co_return;
         }
     }
 
@@ -343,7 +348,8 @@ private:
             }
         }
 
-        if (!co_await waits_.wait(srv_->executor, delay))
+        const bool still_open = co_await waits_.wait(srv_->executor, delay);
+        if (!still_open)
             co_return false;
         co_return co_await send(std::move(res));
     }
@@ -408,8 +414,10 @@ private:
     asio::awaitable<bool> upgrade(request req, const std::optional<api_target>& target)
     {
         upgrade_decision d = decide_upgrade(req, target);
-        if (d.refusal)
-            co_return !co_await send(std::move(*d.refusal));
+        if (d.refusal) {
+            const bool reusable = co_await send(std::move(*d.refusal));
+            co_return !reusable;
+        }
         handed_over_ = true;
         waits_.close();
         start_websocket(srv_, std::move(stream_), std::move(req), std::move(d.session), d.event_protocol);
@@ -434,8 +442,10 @@ private:
     asio::awaitable<bool> consume(request req, const std::string& id)
     {
         auto d = decide_consumer(req, id);
-        if (auto* refusal = std::get_if<response>(&d))
-            co_return !co_await send(std::move(*refusal));
+        if (auto* refusal = std::get_if<response>(&d)) {
+            const bool reusable = co_await send(std::move(*refusal));
+            co_return !reusable;
+        }
         auto session = std::get<0>(std::move(d));
 
         ++srv_->counters.sse_connections;

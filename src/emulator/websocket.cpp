@@ -167,7 +167,8 @@ private:
     static asio::awaitable<void> fill_later(std::shared_ptr<ws_session> self, std::string type,
                                             std::shared_ptr<slot> s, std::string text, std::chrono::milliseconds d)
     {
-        if (co_await self->waits_.wait(self->srv_->executor, d))
+        const bool still_open = co_await self->waits_.wait(self->srv_->executor, d);
+        if (still_open)
             self->fill(type, *s, std::move(text));
     }
 
