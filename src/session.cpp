@@ -625,7 +625,7 @@ task<json::value> session::destroy(call_options o)
     co_return reply;
 }
 
-task<json::value> session::set_input_stream(const input_stream& s, call_options o)
+task<json::value> session::set_input_stream(input_stream s, call_options o)
 {
     auto reply = co_await call("input_stream.set", to_event_data(s), o);
     if (auto* d = event_data_of(reply); d && d->is_object())
@@ -638,7 +638,7 @@ task<json::value> session::set_input_stream(const input_stream& s, call_options 
     co_return reply;
 }
 
-task<json::value> session::query(const query_request& q, call_options o)
+task<json::value> session::query(query_request q, call_options o)
 {
     if (o.timeout.count() == 0)
         o.timeout = impl_->opts.query_timeout;

@@ -148,9 +148,9 @@ public:
     /// `session.destroy`: the server-side session ends; the channel stops reconnecting.
     task<boost::json::value> destroy(call_options o = {});
     /// `input_stream.set`; a reply with `is_valid: false` is errc::api_error.
-    task<boost::json::value> set_input_stream(const input_stream& s, call_options o = {});
+    task<boost::json::value> set_input_stream(input_stream s, call_options o = {});
     /// `model.query`: the reply's `event_data.result`.
-    task<boost::json::value> query(const query_request& q, call_options o = {});
+    task<boost::json::value> query(query_request q, call_options o = {});
     /// `session.update` with `{"type": "data.json", "event_data": data}`.
     task<boost::json::value> update(boost::json::value data, call_options o = {});
     task<void> heartbeat(call_options o = {});
