@@ -135,7 +135,7 @@ struct fixture {
         if (timed_out || !finished) {
             server.stop();
             FAIL("watchdog: the test coroutine did not finish within "
-                 << std::chrono::duration_cast<std::chrono::seconds>(watchdog).count() << " s");
+                 << std::chrono::duration_cast<std::chrono::milliseconds>(watchdog).count() << " ms");
         }
         if (failure)
             std::rethrow_exception(failure);
