@@ -44,6 +44,19 @@ asio::awaitable<bool> wait_set::wait(asio::any_io_executor ex, std::chrono::mill
     co_return !closed_;
 }
 
+void wait_set::after(asio::any_io_executor ex, std::chrono::milliseconds d, std::function<void()> fn)
+{
+    if (closed_)
+        return;
+    auto timer = std::make_shared<asio::steady_timer>(std::move(ex), d);
+    timers_.insert(timer.get());
+    timer->async_wait([this, timer, fn = std::move(fn)](boost::system::error_code) {
+        timers_.erase(timer.get());
+        if (!closed_)
+            fn();
+    });
+}
+
 void wait_set::close()
 {
     closed_ = true;

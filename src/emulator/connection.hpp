@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -74,6 +75,9 @@ class wait_set {
 public:
     /// Waits `d`; returns false when the set was closed meanwhile (or before).
     boost::asio::awaitable<bool> wait(boost::asio::any_io_executor ex, std::chrono::milliseconds d);
+    /// Calls `fn` after `d` unless the set is closed first. `fn` must keep alive
+    /// whatever owns this set (it is destroyed without being called on close).
+    void after(boost::asio::any_io_executor ex, std::chrono::milliseconds d, std::function<void()> fn);
     void close();
     bool closed() const noexcept { return closed_; }
 
