@@ -31,7 +31,22 @@ inline constexpr std::string_view mailbox = "lns-emu-mailbox";
 inline constexpr std::string_view query = "lns-emu-query";
 } // namespace builtin
 
+// Session status spellings: the emulator varies them deliberately, as the real server
+// does (PROTOCOL.md §2), so that clients must normalise:
+//   `lens/sessions/create` reply                "LensSessionStatus.SESSION_STATUS_REGISTERED"
+//   REST records (sessions/metadata, destroy)   "SESSION_STATUS_RUNNING"
+//   `session.status` (WebSocket, events/process) "3"
+//   a destroyed session, everywhere             "LensSessionStatus.SESSION_STATUS_STALE"
+// Session records carry `api_key` (the caller's key), as the real ones do.
+
 /// Faults of the REST surface (every HTTP request other than WebSocket upgrades and SSE).
+///
+/// Each REST request is numbered from 1 (the `*_every_nth` knobs count with it) and
+/// gets at most one fault, decided on arrival in this order: drop, fail, html,
+/// garbage, oversize (a `*_next` knob before its `*_every_nth` twin). Injected faults
+/// happen before the request touches any state, so retrying one is always safe.
+/// `delay` applies to every reply, faulty or not (a drop has no reply). Authorization
+/// is checked after the faults, as behind a proxy.
 struct rest_knobs {
     std::chrono::milliseconds delay{0};   ///< added before every reply
     unsigned fail_every_nth = 0;          ///< every Nth request is answered with `fail_status` (0: never)
@@ -42,18 +57,27 @@ struct rest_knobs {
     unsigned drop_next = 0;               ///< the next N requests are dropped that way
     unsigned html_next = 0;               ///< the next N replies are `502` with an HTML page
     unsigned garbage_next = 0;            ///< the next N replies are `200` with a non-JSON body
-    std::size_t oversize_body = 0;        ///< when non-zero, the next reply is a 200 JSON body of this many bytes
+    std::size_t oversize_body = 0;        ///< when non-zero, the next reply is a 200 JSON body of this many bytes (then reset to 0)
 };
 
 /// Faults of the WebSocket surface.
+///
+/// Upgrades are checked in this order: `refuse_upgrade_status`, then the key
+/// (`Authorization: Bearer` or the `authenticationauthorization.bearer.<key>`
+/// subprotocol; 401), then the session (unknown or destroyed: 404).
 struct ws_knobs {
-    unsigned drop_after_frames = 0;       ///< close each connection after receiving N request frames (0: never)
+    /// Close each connection (abruptly, at the TCP level) on receiving its Nth request
+    /// frame, which is never answered: a request in flight at a disconnect (0: never).
+    unsigned drop_after_frames = 0;
     std::chrono::milliseconds reply_delay{0}; ///< added before every reply
     unsigned refuse_upgrade_status = 0;   ///< answer upgrades with this HTTP status (0: accept)
-    unsigned refuse_next_upgrades = 0;    ///< ...for only the next N upgrades (0: every upgrade while status is set)
-    unsigned accept_then_close_next = 0;  ///< the next N upgrades complete and are closed at once
-    unsigned malformed_next = 0;          ///< the next N replies are preceded by a non-JSON text frame
-    unsigned error_frame_next = 0;        ///< the next N requests get `{"type":"error","message":...}` instead
+    unsigned refuse_next_upgrades = 0;    ///< ...for only the next N upgrades (0: every upgrade while status is set);
+                                          ///< when the count runs out, `refuse_upgrade_status` is reset to 0
+    unsigned accept_then_close_next = 0;  ///< the next N upgrades complete (101) and the TCP connection is closed at once
+    unsigned malformed_next = 0;          ///< the next N replies are preceded by the text frame `{not json`
+    /// The next N requests get `{"type":"error","message":"injected error"}` instead of their
+    /// reply; the request itself has no effect.
+    unsigned error_frame_next = 0;
     std::chrono::milliseconds query_latency{5};    ///< the query lens's thinking time
     /// A `model.query` whose focus is exactly "emulator:timeout" is answered after this with
     /// `{"type":"model.query.response","message":"Response timed out for query"}`.
@@ -87,11 +111,11 @@ struct options {
 
 /// Counters for tests.
 struct stats {
-    std::size_t http_requests = 0;
-    std::size_t ws_upgrades = 0;
-    std::size_t ws_frames_received = 0;
-    std::size_t sse_connections = 0;
-    std::size_t live_sessions = 0;
+    std::size_t http_requests = 0;       ///< REST requests (not upgrades, not SSE consumers), faulty ones included
+    std::size_t ws_upgrades = 0;         ///< upgrade requests, refused ones included
+    std::size_t ws_frames_received = 0;  ///< request frames over every WebSocket
+    std::size_t sse_connections = 0;     ///< consumer requests handed to the SSE surface
+    std::size_t live_sessions = 0;       ///< sessions created and not destroyed
 };
 
 class server {
@@ -104,7 +128,10 @@ public:
 
     /// Starts accepting. Returns immediately; the executor's context does the work.
     void start();
-    /// Stops accepting, closes every connection; ends SSE streams and WebSockets.
+    /// Stops accepting, closes every connection; ends SSE streams and WebSockets, and
+    /// cancels every pending knob delay, so the executor's `run()` returns.
+    /// Called from a thread other than the one running the emulator's io_context, it
+    /// hands the work to that thread and returns at once (the destructor does the same).
     void stop();
 
     /// "http://127.0.0.1:PORT/v0.5", or https in TLS mode.

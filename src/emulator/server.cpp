@@ -7,7 +7,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <openssl/ssl.h>
@@ -103,9 +106,12 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server::impl> srv)
         if (srv->stopped || !srv->acceptor.is_open())
             co_return;
         if (ec) {
-            // Out of descriptors and the like: the listener itself is fine, keep going.
             if (ec == asio::error::operation_aborted)
                 co_return;
+            // Out of descriptors and the like: the listener itself is fine. Pause
+            // briefly so that a persistent failure does not spin the thread.
+            asio::steady_timer pause(srv->executor, std::chrono::milliseconds(20));
+            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             continue;
         }
         socket.set_option(tcp::no_delay(true), ec);
@@ -136,14 +142,27 @@ void server::start()
     });
 }
 
+void server::impl::stop_now()
+{
+    if (stopped)
+        return;
+    stopped = true;
+    boost::system::error_code ec;
+    acceptor.close(ec);
+    stop_all();
+}
+
 void server::stop()
 {
-    if (impl_->stopped)
+    // Everything the emulator owns belongs to its executor's thread. Benchmarks run
+    // the emulator on a thread of its own and stop it (or destroy it) from another:
+    // then the work is handed over, and the posted handler keeps the state alive.
+    auto* io = impl_->executor.target<asio::io_context::executor_type>();
+    if (io && !io->running_in_this_thread() && !io->context().stopped()) {
+        asio::post(impl_->executor, [self = impl_] { self->stop_now(); });
         return;
-    impl_->stopped = true;
-    boost::system::error_code ec;
-    impl_->acceptor.close(ec);
-    impl_->stop_all();
+    }
+    impl_->stop_now();
 }
 
 std::string server::endpoint() const

@@ -187,6 +187,8 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     std::uint64_t track(std::weak_ptr<detail::closable> c);
     void untrack(std::uint64_t id);
     void stop_all();
+    /// Closes the acceptor and every connection, ends SSE streams. Idempotent.
+    void stop_now();
 };
 
 } // namespace lens::emulator

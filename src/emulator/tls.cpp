@@ -59,8 +59,8 @@ void add_extension(X509* cert, X509* issuer, int nid, const std::string& value)
     check(X509_add_ext(cert, ext.get(), -1), "X509_add_ext");
 }
 
-owned<X509> make_certificate(EVP_PKEY* key, const char* common_name, X509* issuer, EVP_PKEY* issuer_key,
-                             long serial)
+/// An unsigned certificate for `key`; issued by `issuer` (null: self-issued).
+owned<X509> make_certificate(EVP_PKEY* key, const char* common_name, X509* issuer, long serial)
 {
     owned<X509> cert(X509_new());
     if (!cert)
@@ -80,7 +80,6 @@ owned<X509> make_certificate(EVP_PKEY* key, const char* common_name, X509* issue
                                      reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0),
           "subject CN");
     check(X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name), "issuer");
-    (void)issuer_key;
     return cert;
 }
 
@@ -109,7 +108,7 @@ generated_certificates generate_certificates(const std::string& host)
 {
     // The CA: self-signed, allowed to sign only certificates.
     owned<EVP_PKEY> ca_key = make_key();
-    owned<X509> ca = make_certificate(ca_key.get(), "lens emulator CA", nullptr, nullptr, 1);
+    owned<X509> ca = make_certificate(ca_key.get(), "lens emulator CA", nullptr, 1);
     add_extension(ca.get(), ca.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
     add_extension(ca.get(), ca.get(), NID_key_usage, "critical,keyCertSign,cRLSign");
     add_extension(ca.get(), ca.get(), NID_subject_key_identifier, "hash");
@@ -125,7 +124,7 @@ generated_certificates generate_certificates(const std::string& host)
         san += (ec ? ",DNS:" : ",IP:") + host;
     }
     owned<EVP_PKEY> key = make_key();
-    owned<X509> cert = make_certificate(key.get(), "localhost", ca.get(), ca_key.get(), 2);
+    owned<X509> cert = make_certificate(key.get(), "localhost", ca.get(), 2);
     add_extension(cert.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
     add_extension(cert.get(), ca.get(), NID_key_usage, "critical,digitalSignature,keyEncipherment");
     add_extension(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth");

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <chrono>
+#include <thread>
 
 using namespace emu_test;
 using namespace std::chrono_literals;
@@ -341,6 +342,33 @@ TEST_CASE("stop() ends a request waiting on a long knob delay")
         co_await pause(10ms);
         CHECK(std::chrono::steady_clock::now() - start < 5s);
     });
+}
+
+TEST_CASE("an emulator on its own thread, stopped from another")
+{
+    asio::io_context ioc;
+    auto srv = std::make_unique<emulator::server>(ioc.get_executor());
+    srv->start();
+    std::thread runner([&] { ioc.run(); });
+
+    // A blocking client on this thread, left connected (keep-alive) when the server stops.
+    asio::io_context client_io;
+    beast::tcp_stream s(client_io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), srv->port()));
+    http::request<http::string_body> req{http::verb::get, "/v0.5/lens/info", 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::authorization, "Bearer " + srv->api_key());
+    http::write(s, req);
+    beast::flat_buffer b;
+    response res;
+    http::read(s, b, res);
+    CHECK(res.result_int() == 200);
+
+    srv.reset(); // the destructor hands stop() to the emulator's thread
+    runner.join(); // ...whose run() then returns
+    boost::system::error_code ec;
+    http::read(s, b, res, ec);
+    CHECK(ec); // and the idle connection was closed
 }
 
 TEST_CASE("TLS: the generated CA verifies the server for 127.0.0.1 and localhost")
