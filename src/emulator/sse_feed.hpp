@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 namespace lens::emulator::detail {
 /// The client's connection (TCP or TLS) after the consumer request head was read; the SSE code writes the whole HTTP response (status line, headers, body) itself.
 class byte_sink {
@@ -19,4 +20,17 @@ void sse_input_stream(sse_feed&, std::string_view stream_type, const boost::json
 void sse_session_destroyed(sse_feed&);   // ends live consumers with sse.stream.end
 void sse_stop(sse_feed&);                // the server is stopping: close consumers
 boost::asio::awaitable<void> sse_serve(std::shared_ptr<sse_feed>, byte_sink&, std::string last_event_id /* empty: none */);
+
+// ---- added by the SSE work: what the activity monitor derives from its input,
+// exposed so that tests can check every event's content. Each element is the
+// `data` payload of one lens event, in the order the feed logs them.
+
+/// `csv_file_reader`: a `log.info`, then one `inference.result` per window of
+/// `window_rows` data rows (the first line is the header); `inference.error`
+/// when the file has no data rows.
+std::vector<boost::json::object> activity_monitor_csv_events(std::string_view file_id, std::string_view csv,
+                                                             std::size_t window_rows);
+/// `video_file_reader`: a `log.info`, then per synthetic frame (one per 4 KiB of
+/// file, at least 1, at most 64) a `frame.processed` and an `inference.result`.
+std::vector<boost::json::object> activity_monitor_video_events(std::string_view file_id, std::string_view bytes);
 }
