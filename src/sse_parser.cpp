@@ -431,6 +431,12 @@ void parser::clear_stream_state()
     id_buffer_ = last_event_id_;
 }
 
+void parser::set_last_event_id(std::string_view id)
+{
+    last_event_id_.assign(id);
+    id_buffer_.assign(id);
+}
+
 bool parser::finish()
 {
     const bool discarded = mid_event();

@@ -1,7 +1,10 @@
+// lens events: a session's SSE consumer, one JSON line per event.
 // lens sse-decode: the SSE parser on a captured stream from stdin.
 #include "cli/commands.hpp"
+#include "cli/run.hpp"
 
 #include <lens/error.hpp>
+#include <lens/event_stream.hpp>
 #include <lens/sse/parser.hpp>
 
 #include <boost/json/object.hpp>
@@ -57,10 +60,55 @@ int sse_decode(std::size_t chunk)
     return 0;
 }
 
+struct events_args {
+    std::string session_id;
+    std::string last_event_id;
+    std::size_t max = 0;
+    double idle_timeout_seconds = 0;
+};
+
+/// Prints every event until `sse.stream.end` (or `max` events).
+int events(const lens::config& cfg, const events_args& args)
+{
+    boost::asio::io_context ctx;
+    lens::event_stream_options opts;
+    opts.last_event_id = args.last_event_id;
+    if (args.idle_timeout_seconds > 0)
+        opts.idle_timeout = std::chrono::milliseconds(static_cast<long long>(args.idle_timeout_seconds * 1000));
+    lens::event_stream stream(ctx.get_executor(), cfg, args.session_id, opts);
+    return run_blocking(ctx, [](lens::event_stream& stream, std::size_t max) -> boost::asio::awaitable<int> {
+        std::size_t n = 0;
+        while (auto ev = co_await stream.next()) {
+            json::object line;
+            line["id"] = ev->id;
+            line["type"] = ev->type;
+            line["data"] = std::move(ev->raw);
+            print_json_line(line);
+            if (max != 0 && ++n >= max)
+                break;
+        }
+        stream.close();
+        co_return 0;
+    }(stream, args.max));
+}
+
 } // namespace
 
 void add_sse_commands(CLI::App& app, globals& g, action& run)
 {
+    {
+        auto* cmd = app.add_subcommand(
+            "events", "Consume a session's event stream (SSE): one JSON line {id, type, data} per event, "
+                      "until sse.stream.end");
+        auto args = std::make_shared<events_args>();
+        cmd->add_option("ID", args->session_id, "Session id")->required();
+        cmd->add_option("--last-event-id", args->last_event_id, "Resume after this event id");
+        cmd->add_option("--max", args->max, "Stop after N events (0: no limit)");
+        cmd->add_option("--idle-timeout", args->idle_timeout_seconds,
+                        "Reconnect when no bytes arrive for S seconds (default 30)")
+            ->check(CLI::PositiveNumber);
+        cmd->callback([&g, &run, args] { run = [&g, args] { return events(g.make_config(), *args); }; });
+    }
     {
         auto* cmd = app.add_subcommand(
             "sse-decode", "Decode a raw text/event-stream from stdin: one JSON line per dispatched event");

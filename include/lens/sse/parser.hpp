@@ -130,6 +130,10 @@ public:
     /// seen so far. What to send as `Last-Event-ID` when reconnecting.
     const std::string& last_event_id() const noexcept { return last_event_id_; }
 
+    /// Sets the last event id as if an event with that id had been dispatched:
+    /// for resuming from a stored id. Meant for the start of a stream.
+    void set_last_event_id(std::string_view id);
+
     /// The reconnection time from the last valid `retry` field, if any.
     std::optional<std::chrono::milliseconds> retry() const noexcept { return retry_; }
 

@@ -1,0 +1,147 @@
+// lens/events.hpp — the typed events of a session's SSE consumer (PROTOCOL.md §4).
+//
+// Every `data` payload of the stream becomes one `session_event`: the fields
+// every event has (`id`, `type`, `raw`) plus `body`, a std::variant holding the
+// typed view of its kind:
+//
+//     while (auto ev = co_await stream.next()) {
+//         if (auto* r = ev->get_if<lens::inference_result>())
+//             use(r->label(), r->response);
+//         else if (ev->kind() == lens::event_kind::heartbeat)
+//             ;
+//         std::cout << ev->id << ' ' << ev->type << ' ' << boost::json::serialize(ev->raw);
+//     }
+//
+// Decoding is tolerant: a missing or oddly typed field leaves its default and
+// the event keeps its kind; `raw` always has the whole payload. Types nobody
+// knows arrive as `unknown_event` with their type and raw JSON.
+//
+// Non-JSON data (the documented policy): a `data` payload that does not parse
+// as JSON is delivered as a `malformed_event` — `type` empty, `raw` a JSON
+// string holding the data text, `body` the text and the parse error — and the
+// stream goes on. A payload that is JSON but not an object with a string
+// `type` is an `unknown_event` with an empty `type`.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace lens {
+
+/// `sse.stream.start`: the first event of each connection.
+struct stream_start {
+    std::string session_id;
+    std::string reader_id;
+};
+
+/// `sse.stream.heartbeat`: liveness; `message_timeout` counts up.
+struct heartbeat {
+    std::string session_id;
+    std::string session_status;   ///< as sent (see lens::parse_session_status)
+    std::uint64_t num_messages = 0;
+    std::uint64_t num_bytes = 0;
+    std::uint64_t message_timeout = 0;
+};
+
+/// `sse.stream.end`: the server closes the stream for good; it is the last event.
+struct stream_end {
+    std::string session_id;
+};
+
+/// `inference.result`: `event_data: {response, query_id, query_metadata}`.
+struct inference_result {
+    /// E.g. `["HEALTHY", {"HEALTHY": 0.95, "BROKEN": 0.05}]` or a list of texts.
+    boost::json::value response;
+    std::string query_id;
+    boost::json::object query_metadata;
+
+    /// The first element of `response` when it is a string (a classification's label).
+    std::optional<std::string> label() const;
+    /// The score of `label` in the first object inside `response`, when present and a number.
+    std::optional<double> score(std::string_view label) const;
+    /// Every string element of `response`, in order.
+    std::vector<std::string> texts() const;
+};
+
+/// `inference.error`: `event_data: {error_messages: [...]}`.
+struct inference_error {
+    std::vector<std::string> error_messages;
+};
+
+/// `log.<level>` (`log.info`, `log.warning`...): `event_data.message`, or the
+/// event data as JSON text when it has no `message`.
+struct log_message {
+    std::string level;     ///< "info" for `log.info`
+    std::string message;
+};
+
+/// `frame.processed`.
+struct frame_processed {
+    std::optional<std::uint64_t> frame_index;
+    std::optional<double> timestamp;
+    boost::json::object event_data;
+};
+
+/// `error`: the server reports a failure in the stream; the stream goes on.
+struct error_event {
+    std::string message;   ///< `message`, `event_data.message` or the error messages joined by "; "
+};
+
+/// Any other type (`session.modify.result`, `inference.start`...); see `raw`.
+struct unknown_event {};
+
+/// A `data` payload that is not JSON.
+struct malformed_event {
+    std::string data;      ///< the payload text
+    std::string error;     ///< why it did not parse
+};
+
+/// The index of each alternative of `session_event::body`, in order.
+enum class event_kind {
+    stream_start,
+    heartbeat,
+    stream_end,
+    inference_result,
+    inference_error,
+    log,
+    frame_processed,
+    error,
+    unknown,
+    malformed,
+};
+
+struct session_event {
+    /// The stream's last event id when this event was dispatched (EventSource's
+    /// `lastEventId`): the event's own `id`, or for events without one (the
+    /// envelope events) the id of the latest event before it.
+    std::string id;
+    /// The payload's `type` as sent ("" for malformed data or a payload without one).
+    std::string type;
+    /// The whole payload; for malformed data, a JSON string of its text.
+    boost::json::value raw;
+    std::variant<stream_start, heartbeat, stream_end, inference_result, inference_error, log_message,
+                 frame_processed, error_event, unknown_event, malformed_event>
+        body;
+
+    event_kind kind() const noexcept { return static_cast<event_kind>(body.index()); }
+
+    template <class T>
+    const T* get_if() const noexcept { return std::get_if<T>(&body); }
+    template <class T>
+    T* get_if() noexcept { return std::get_if<T>(&body); }
+};
+
+/// Decodes one SSE `data` payload. Never throws for odd content (see the policy above).
+session_event decode_event(std::string id, std::string_view data);
+
+/// "stream_start", "heartbeat", ... (the enumerator's name).
+std::string_view to_string(event_kind k) noexcept;
+
+} // namespace lens
