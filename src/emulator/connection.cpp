@@ -11,6 +11,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -220,6 +222,17 @@ constexpr std::uint64_t max_request_body = 512ull * 1024 * 1024;
 template <class Stream>
 constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
 
+bool expects_continue(const request& head)
+{
+    auto it = head.find(http::field::expect);
+    return it != head.end() && beast::iequals(it->value(), "100-continue");
+}
+
+http::response<http::empty_body> continue_response()
+{
+    return http::response<http::empty_body>(http::status::continue_, 11);
+}
+
 /// `GET lens/sessions/consumer/{session_id}`.
 bool is_consumer(const std::optional<api_target>& t)
 {
@@ -273,9 +286,19 @@ private:
             http::request_parser<http::string_body> parser;
             parser.body_limit(max_request_body);
             boost::system::error_code ec;
-            co_await http::async_read(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
+            co_await http::async_read_header(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
             if (ec || srv_->stopped)
                 co_return; // the client closed (end_of_stream), or sent something unparseable
+            if (expects_continue(parser.get())) {
+                // curl asks before sending a large upload; without this it waits a second.
+                auto interim = continue_response();
+                co_await http::async_write(stream_, interim, asio::redirect_error(use_awaitable, ec));
+                if (ec)
+                    co_return;
+            }
+            co_await http::async_read(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
+            if (ec || srv_->stopped)
+                co_return;
 
             request req = parser.release();
             std::optional<api_target> target = parse_target(req.target());
