@@ -128,6 +128,13 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
     std::unique_ptr<detail::http_connection> conn;
     std::vector<char> read_buffer;
 
+    // The idle watchdog of the current connection (see read_body()).
+    asio::steady_timer* watchdog_timer = nullptr;
+    std::uint64_t connection_seq = 0;
+    clock_type::time_point read_started;
+    bool reading = false;
+    bool idle_fired = false;
+
     bool started = false;
     bool connected_once = false;
     bool stream_ended = false;        // sse.stream.end received
@@ -172,6 +179,8 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
             conn->close();
         retry_timer.cancel();
         space_wake.cancel();
+        if (watchdog_timer)
+            watchdog_timer->cancel();
         consumer_wake.cancel();
     }
 
@@ -361,9 +370,55 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
         co_return body;
     }
 
+    /// The idle watchdog of connection `seq`: when a read has been pending for
+    /// `idle_timeout`, it closes the socket — what Beast's own stream timeout does,
+    /// without re-arming a timer for every read (one timer wait per idle period).
+    /// While the reader is paused for a full queue no read is pending: not idle.
+    static asio::awaitable<void> watchdog(std::shared_ptr<impl> self, std::uint64_t seq)
+    {
+        asio::steady_timer timer(self->ex);
+        self->watchdog_timer = &timer;
+        const auto idle = self->opts.idle_timeout;
+        auto due = clock_type::now() + idle;
+        for (;;) {
+            timer.expires_at(due);
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (self->connection_seq != seq || self->closed)
+                break;
+            const auto now = clock_type::now();
+            if (self->reading && now - self->read_started >= idle) {
+                self->idle_fired = true;
+                if (self->conn)
+                    self->conn->close();
+                break;
+            }
+            due = self->reading ? self->read_started + idle : now + idle;
+        }
+        if (self->watchdog_timer == &timer)
+            self->watchdog_timer = nullptr;
+    }
+
     asio::awaitable<outcome> read_body(http::response_parser<http::buffer_body>& p)
     {
         outcome out;
+        conn->tcp().expires_never(); // the head's deadline no longer applies
+        idle_fired = false;
+        reading = false;
+        const std::uint64_t seq = ++connection_seq;
+        if (opts.idle_timeout.count() > 0)
+            asio::co_spawn(ex, watchdog(shared_from_this(), seq), asio::detached);
+        struct stop_watchdog {
+            impl& self;
+            ~stop_watchdog()
+            {
+                ++self.connection_seq;
+                self.reading = false;
+                if (self.watchdog_timer)
+                    self.watchdog_timer->cancel();
+            }
+        } guard{*this};
+
         while (!p.is_done()) {
             if (closed) {
                 out.kind = outcome::closed;
@@ -371,20 +426,15 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
             }
             p.get().body().data = read_buffer.data();
             p.get().body().size = read_buffer.size();
-            // The idle watchdog: the stream's own timer closes the socket when no
-            // bytes come (the one safe way to bound a Beast read).
-            if (opts.idle_timeout.count() > 0)
-                conn->tcp().expires_after(opts.idle_timeout);
-            else
-                conn->tcp().expires_never();
+            read_started = clock_type::now();
+            reading = true;
             auto [ec, n] = co_await std::visit(
                 [&](auto& s) { return http::async_read_some(s, conn->buffer(), p, nothrow); }, conn->stream());
+            reading = false;
             const std::size_t got = read_buffer.size() - p.get().body().size;
             if (got != 0) {
                 stats.bytes_received += got;
                 // The socket is not read while the consumer lags.
-                if (opts.idle_timeout.count() > 0)
-                    conn->tcp().expires_never();
                 co_await consume(read_buffer.data(), got);
                 if (stream_ended) {
                     out.kind = outcome::ended;
@@ -402,7 +452,7 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
                     out.kind = outcome::closed;
                     co_return out;
                 }
-                if (ec == beast::error::timeout) {
+                if (idle_fired) {
                     ++stats.idle_timeouts;
                     out.ec = errc::timeout;
                     out.detail = "no bytes for " + std::to_string(opts.idle_timeout.count()) + " ms";

@@ -40,6 +40,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -198,11 +199,33 @@ public:
         std::string payload; // the JSON text of `data`
     };
 
-    /// A connection being served; lives in sse_serve's frame.
+    /// A connection being served. Its loop waits on `wake`, which never expires by
+    /// itself: new events, the end of the session and its heartbeat ticker cancel it
+    /// (no timer is re-armed per event).
     struct consumer {
         asio::steady_timer wake;
         byte_sink* sink;
+        bool heartbeat_due = false;
+        bool done = false;
+        asio::steady_timer* ticker = nullptr;
     };
+
+    /// Marks a heartbeat due on `c` every heartbeat_interval (read at each tick).
+    static asio::awaitable<void> heartbeat_ticker(std::shared_ptr<sse_feed> self, std::shared_ptr<consumer> c)
+    {
+        asio::steady_timer timer(self->executor_);
+        c->ticker = &timer;
+        while (!c->done) {
+            timer.expires_after(self->knobs().heartbeat_interval);
+            boost::system::error_code ec;
+            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (c->done)
+                break;
+            c->heartbeat_due = true;
+            c->wake.cancel();
+        }
+        c->ticker = nullptr;
+    }
 
     const sse_knobs& knobs() const noexcept { return opts_->sse; }
 
@@ -252,12 +275,16 @@ public:
                     f.producer_timer_ = nullptr;
             }
         } guard{*self, &timer};
-        // The first event (the log line announcing the input) is immediate.
+        // The first event (the log line announcing the input) is immediate. With a
+        // zero interval events come as fast as possible, yielding every 64.
         for (std::size_t i = 0; i < events.size(); ++i) {
-            if (i != 0) {
-                timer.expires_after(self->knobs().result_interval);
+            const auto interval = self->knobs().result_interval;
+            if (i != 0 && interval.count() > 0) {
+                timer.expires_after(interval);
                 boost::system::error_code ec;
                 co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            } else if (i % 64 == 63) {
+                co_await asio::post(self->executor_, asio::use_awaitable);
             }
             if (self->generation_ != generation || self->destroyed_ || self->stopped_)
                 co_return;
@@ -401,14 +428,19 @@ asio::awaitable<void> sse_serve(std::shared_ptr<sse_feed> feed, byte_sink& sink,
 {
     sse_feed& f = *feed;
     const sse_knobs& knobs = f.knobs();
-    using clock = std::chrono::steady_clock;
-
-    sse_feed::consumer self{asio::steady_timer(f.executor_), &sink};
+    auto self_ptr = std::make_shared<sse_feed::consumer>(sse_feed::consumer{asio::steady_timer(f.executor_), &sink});
+    sse_feed::consumer& self = *self_ptr;
     f.consumers_.push_back(&self);
     struct unregister {
         sse_feed& f;
         sse_feed::consumer* c;
-        ~unregister() { std::erase(f.consumers_, c); }
+        ~unregister()
+        {
+            std::erase(f.consumers_, c);
+            c->done = true;
+            if (c->ticker)
+                c->ticker->cancel();
+        }
     } guard{f, &self};
 
     if (f.stopped_) {
@@ -440,7 +472,7 @@ asio::awaitable<void> sse_serve(std::shared_ptr<sse_feed> feed, byte_sink& sink,
     bool started = false;
     unsigned events_sent = 0;
     std::uint64_t heartbeats = 0;
-    clock::time_point next_heartbeat = clock::now() + knobs.heartbeat_interval;
+    asio::co_spawn(f.executor_, sse_feed::heartbeat_ticker(feed, self_ptr), asio::detached);
 
     for (;;) {
         if (f.stopped_) {
@@ -491,7 +523,8 @@ asio::awaitable<void> sse_serve(std::shared_ptr<sse_feed> feed, byte_sink& sink,
                 co_return;
             }
         }
-        if (clock::now() >= next_heartbeat) {
+        if (self.heartbeat_due) {
+            self.heartbeat_due = false;
             if (!knobs.stall) {
                 fmt.event(body,
                           json::serialize(json::object{{"type", "sse.stream.heartbeat"},
@@ -503,11 +536,10 @@ asio::awaitable<void> sse_serve(std::shared_ptr<sse_feed> feed, byte_sink& sink,
                           0);
                 co_await send_chunks(sink, body, knobs.chunk_size, frame);
             }
-            next_heartbeat = clock::now() + knobs.heartbeat_interval;
             continue;
         }
-        // Nothing to do until an event is logged, the session ends, or the next heartbeat.
-        self.wake.expires_at(next_heartbeat);
+        // Nothing to do until an event is logged, the session ends, or a heartbeat is due.
+        self.wake.expires_at(asio::steady_timer::time_point::max());
         boost::system::error_code ec;
         co_await self.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }

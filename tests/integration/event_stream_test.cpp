@@ -617,3 +617,19 @@ TEST_CASE("event_stream: close() ends next(); a waiting next() returns nullopt")
     }());
     CHECK_FALSE(r);
 }
+
+TEST_CASE("event_stream: the server's retry: spaces reconnection")
+{
+    raw_fixture f({stream_reply("retry: 150\nid: 1\ndata: {\"type\":\"log.info\",\"event_data\":{}}\n\n"),
+                   stream_reply(end_event)});
+    auto s = f.stream(); // its own backoff starts at 1 ms
+    const auto t0 = std::chrono::steady_clock::now();
+    std::size_t n = 0;
+    while (run(f.ctx, s.next()))
+        ++n;
+    CHECK(n == 2);
+    // a lower bound only: the reconnection cannot come sooner than retry: asked
+    CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);
+    CHECK(f.server.requests.size() == 2);
+    CHECK(f.server.requests[1].find("Last-Event-ID: 1\r\n") != std::string::npos);
+}

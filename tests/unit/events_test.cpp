@@ -1,0 +1,103 @@
+// Decoding of SSE payloads into typed session events: every kind, tolerance of
+// odd content, and the non-JSON policy.
+#include <lens/events.hpp>
+
+#include <doctest/doctest.h>
+
+using lens::decode_event;
+using lens::event_kind;
+
+TEST_CASE("events: envelope events")
+{
+    auto start = decode_event("", R"({"type":"sse.stream.start","session_id":"lsn-1","reader_id":"r-9"})");
+    REQUIRE(start.kind() == event_kind::stream_start);
+    CHECK(start.get_if<lens::stream_start>()->session_id == "lsn-1");
+    CHECK(start.get_if<lens::stream_start>()->reader_id == "r-9");
+    CHECK(start.type == "sse.stream.start");
+    CHECK(start.id.empty());
+
+    auto hb = decode_event("7", R"({"type":"sse.stream.heartbeat","session_id":"lsn-1",
+        "session_status":"LensSessionStatus.SESSION_STATUS_RUNNING","num_messages":"12","num_bytes":3456,
+        "message_timeout":3.0})");
+    REQUIRE(hb.kind() == event_kind::heartbeat);
+    auto* h = hb.get_if<lens::heartbeat>();
+    CHECK(h->session_status == "LensSessionStatus.SESSION_STATUS_RUNNING");
+    CHECK(h->num_messages == 12); // a number sent as a string
+    CHECK(h->num_bytes == 3456);
+    CHECK(h->message_timeout == 3);
+    CHECK(hb.id == "7");
+
+    auto end = decode_event("9", R"({"type":"sse.stream.end"})");
+    CHECK(end.kind() == event_kind::stream_end);
+    CHECK(end.get_if<lens::stream_end>()->session_id.empty());
+}
+
+TEST_CASE("events: lens events")
+{
+    auto r = decode_event("1", R"({"type":"inference.result","event_data":{"response":["HEALTHY",
+        {"HEALTHY":0.95,"BROKEN":0.05}],"query_id":"q1","query_metadata":{"window":2}}})");
+    REQUIRE(r.kind() == event_kind::inference_result);
+    auto* res = r.get_if<lens::inference_result>();
+    CHECK(res->label() == "HEALTHY");
+    CHECK(res->score("HEALTHY") == doctest::Approx(0.95));
+    CHECK(res->score("BROKEN") == doctest::Approx(0.05));
+    CHECK_FALSE(res->score("OTHER"));
+    CHECK(res->query_id == "q1");
+    CHECK(res->query_metadata.at("window") == 2);
+    CHECK(res->texts() == std::vector<std::string>{"HEALTHY"});
+
+    auto texts = decode_event("2", R"({"type":"inference.result","event_data":{"response":["a cat","a dog"]}})");
+    CHECK(texts.get_if<lens::inference_result>()->texts() == std::vector<std::string>{"a cat", "a dog"});
+
+    auto err = decode_event("3", R"({"type":"inference.error","event_data":{"error_messages":["x",{"code":1}]}})");
+    CHECK(err.get_if<lens::inference_error>()->error_messages == std::vector<std::string>{"x", R"({"code":1})"});
+
+    auto log = decode_event("4", R"({"type":"log.warning","event_data":{"message":"careful"}})");
+    CHECK(log.get_if<lens::log_message>()->level == "warning");
+    CHECK(log.get_if<lens::log_message>()->message == "careful");
+    auto log2 = decode_event("4", R"({"type":"log.info","event_data":"plain text"})");
+    CHECK(log2.get_if<lens::log_message>()->message == "plain text");
+
+    auto frame = decode_event("5", R"({"type":"frame.processed","event_data":{"frame_index":4,"timestamp":0.4}})");
+    CHECK(frame.get_if<lens::frame_processed>()->frame_index == 4u);
+    CHECK(frame.get_if<lens::frame_processed>()->timestamp == doctest::Approx(0.4));
+
+    auto e1 = decode_event("6", R"({"type":"error","message":"Unknown session id: lsn-1"})");
+    CHECK(e1.get_if<lens::error_event>()->message == "Unknown session id: lsn-1");
+    auto e2 = decode_event("6", R"({"type":"error","event_data":{"error_messages":["a","b"]}})");
+    CHECK(e2.get_if<lens::error_event>()->message == "a; b");
+}
+
+TEST_CASE("events: unknown types, odd shapes and non-JSON data never throw")
+{
+    auto u = decode_event("1", R"({"type":"inference.start","event_data":{"n":1}})");
+    CHECK(u.kind() == event_kind::unknown);
+    CHECK(u.type == "inference.start");
+    CHECK(u.raw.at("event_data").at("n") == 1);
+
+    // known types with missing or mistyped fields keep their kind
+    auto r = decode_event("2", R"({"type":"inference.result","event_data":null})");
+    CHECK(r.kind() == event_kind::inference_result);
+    CHECK_FALSE(r.get_if<lens::inference_result>()->label());
+    auto hb = decode_event("2", R"({"type":"sse.stream.heartbeat","num_messages":-4,"session_id":12})");
+    CHECK(hb.get_if<lens::heartbeat>()->num_messages == 0);
+    CHECK(hb.get_if<lens::heartbeat>()->session_id == "12");
+
+    for (auto data : {"[1,2]", "42", "null", R"({"no_type":1})", R"({"type":7})"}) {
+        INFO(data);
+        auto e = decode_event("3", data);
+        CHECK(e.kind() == event_kind::unknown);
+        CHECK(e.type.empty());
+    }
+
+    for (auto data : {"not json", "", "{\"type\":", "data: {}"}) {
+        INFO(data);
+        auto e = decode_event("4", data);
+        REQUIRE(e.kind() == event_kind::malformed);
+        CHECK(e.get_if<lens::malformed_event>()->data == data);
+        CHECK_FALSE(e.get_if<lens::malformed_event>()->error.empty());
+        CHECK(e.raw == data);
+        CHECK(e.type.empty());
+    }
+    CHECK(lens::to_string(event_kind::frame_processed) == "frame_processed");
+}
