@@ -4,6 +4,8 @@
 
 #include <lens/client.hpp>
 #include <lens/emulator.hpp>
+#include <lens/event_stream.hpp>
+#include <lens/session.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/json/serialize.hpp>
@@ -18,6 +20,15 @@ namespace {
 
 void say(std::string_view what) { std::cout << "==> " << what << '\n' << std::flush; }
 void show(const json::value& v) { std::cout << "    " << json::serialize(v) << '\n' << std::flush; }
+
+/// Built outside the coroutine: g++ 12 rejects braced initializer lists in coroutine bodies.
+json::object demo_reading()
+{
+    json::object o;
+    o["sensor"] = "demo";
+    o["value"] = 42;
+    return o;
+}
 
 task<void> walk_through(lens::client& c)
 {
@@ -43,10 +54,52 @@ task<void> walk_through(lens::client& c)
     auto file = co_await c.upload_file("demo_sensor.csv", csv);
     show(json::value_from(file));
 
+    say("subscribe to its events (GET lens/sessions/consumer/...), then set the CSV as input over the WebSocket");
+    const auto cfg = c.configuration();
+    lens::event_stream events(co_await boost::asio::this_coro::executor, cfg, session.session_id);
+    co_await events.connect(); // attach before input_stream.set, as the API advises
+    auto channel = co_await lens::session::open(cfg, session);
+    const lens::input_stream input = lens::csv_stream{file.file_id}; // a named value, see demo_reading()
+    show(co_await channel.set_input_stream(input));
+    int results = 0;
+    while (results < 3) {
+        auto ev = co_await events.next();
+        if (!ev)
+            break;
+        show(json::object{{"id", ev->id}, {"type", ev->type}});
+        if (ev->type == "inference.result")
+            ++results;
+    }
+    events.close();
+    channel.close();
+
     say("destroy the session (POST lens/sessions/destroy)");
     auto gone = co_await c.destroy_session(session.session_id);
     show(json::object{{"session_id", gone.session_id}, {"status", to_string(gone.status)},
                       {"status_raw", gone.status_raw}});
+
+    say("a query lens session: model.query over the WebSocket (image QA, then bounding boxes)");
+    auto qs = co_await c.create_session(std::string(lens::emulator::builtin::query));
+    {
+        auto s = co_await lens::session::open(cfg, qs);
+        auto question = lens::query_request::image_qa("What is in the picture?", "\x89PNG demo image bytes");
+        auto boxes = lens::query_request::bbox("Input: [person,car]", "\x89PNG demo image bytes");
+        auto answer = co_await s.query(question);
+        show(answer);
+        show(co_await s.query(boxes));
+        co_await s.destroy();
+    }
+
+    say("a mailbox lens session: push data with session.update, drain it with session.read");
+    auto ms = co_await c.create_session(std::string(lens::emulator::builtin::mailbox));
+    {
+        auto s = co_await lens::session::open(cfg, ms);
+        const json::value reading = demo_reading();
+        co_await s.update(reading);
+        auto mail = co_await s.read();
+        show(mail.raw);
+        co_await s.destroy();
+    }
 }
 
 } // namespace
