@@ -25,6 +25,7 @@
 #include <iostream>
 #include <string>
 #include <thread>
+#include <malloc.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include <vector>
@@ -69,7 +70,9 @@ result run_lens(const lens::config& cfg, const std::string& endpoint, int inflig
     clock_type::duration elapsed{};
     asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
         auto s = co_await lens::session::open(cfg, endpoint);
-        int issued = 0;
+        int issued = 0, running = inflight;
+        // Woken by the last worker; no polling, which would cost the client timer syscalls.
+        asio::steady_timer all_done(ctx, clock_type::time_point::max());
         auto worker = [&]() -> asio::awaitable<void> {
             while (issued < total) {
                 ++issued;
@@ -78,17 +81,12 @@ result run_lens(const lens::config& cfg, const std::string& endpoint, int inflig
                 if (!v.is_valid) throw std::runtime_error("invalid reply");
                 lat.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
             }
+            if (--running == 0) all_done.cancel();
         };
         const auto start = clock_type::now();
-        std::vector<std::future<void>> done;
         for (int i = 0; i < inflight; ++i)
-            done.push_back(asio::co_spawn(ctx, worker(), asio::use_future));
-        // Wait for the workers without blocking the thread: poll a timer.
-        asio::steady_timer t(ctx);
-        while (static_cast<int>(lat.size()) < total) {
-            t.expires_after(std::chrono::microseconds(200));
-            co_await t.async_wait(asio::use_awaitable);
-        }
+            asio::co_spawn(ctx, worker(), [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+        co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
         elapsed = clock_type::now() - start;
         s.close();
     }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
@@ -166,7 +164,7 @@ double median(std::vector<double> v)
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
-void throughput(int total, int rounds)
+void throughput(int total, int rounds, const std::vector<int>& windows, const std::string& only)
 {
     asio::io_context server_ctx;
     lens::emulator::options opts;
@@ -188,11 +186,11 @@ void throughput(int total, int rounds)
                 total, rounds);
     std::printf("%9s | %12s %12s %7s | %10s %10s | %10s %10s\n", "in flight", "lens req/s", "raw req/s",
                 "ratio", "lens p50us", "raw p50us", "lens p99us", "raw p99us");
-    for (int inflight : {1, 16, 128}) {
+    for (int inflight : windows) {
         std::vector<double> lr, rr, lp50, rp50, lp99, rp99;
         for (int i = 0; i < rounds; ++i) {
-            auto l = run_lens(cfg, record.session_endpoint, inflight, total);
-            auto r = run_raw(cfg, record.session_endpoint, inflight, total);
+            auto l = only == "raw" ? result{} : run_lens(cfg, record.session_endpoint, inflight, total);
+            auto r = only == "lens" ? result{} : run_raw(cfg, record.session_endpoint, inflight, total);
             lr.push_back(l.requests_per_second); rr.push_back(r.requests_per_second);
             lp50.push_back(l.p50_us); rp50.push_back(r.p50_us);
             lp99.push_back(l.p99_us); rp99.push_back(r.p99_us);
@@ -238,6 +236,7 @@ void memory(int sessions)
     cfg.api_key = "emulator-key";
     asio::io_context ctx;
     long before = 0, after = 0;
+    std::size_t heap_before = 0, heap_after = 0;
     asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
         lens::client rest(ctx.get_executor(), cfg);
         std::vector<std::string> endpoints;
@@ -250,6 +249,7 @@ void memory(int sessions)
             co_await warm.validate();
         }
         before = resident_bytes();
+        heap_before = mallinfo2().uordblks;
         std::vector<lens::session> open;
         open.reserve(sessions);
         for (auto& e : endpoints) {
@@ -257,13 +257,16 @@ void memory(int sessions)
         }
         for (auto& s : open) co_await s.validate(); // each has done one round trip, then idles
         after = resident_bytes();
+        heap_after = mallinfo2().uordblks;
         for (auto& s : open) s.close();
     }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
     ctx.run();
     kill(child, SIGTERM);
     waitpid(child, nullptr, 0);
-    std::printf("\nidle sessions on one thread: %d; client RSS %.1f MiB -> %.1f MiB; %.1f KiB per session\n",
-                sessions, before / 1048576.0, after / 1048576.0, (after - before) / 1024.0 / sessions);
+    std::printf("\nidle sessions on one thread: %d; client RSS %.1f MiB -> %.1f MiB; %.1f KiB per session "
+                "(heap in use: %.1f KiB per session)\n",
+                sessions, before / 1048576.0, after / 1048576.0, (after - before) / 1024.0 / sessions,
+                (static_cast<double>(heap_after) - static_cast<double>(heap_before)) / 1024.0 / sessions);
 }
 
 } // namespace
@@ -271,13 +274,27 @@ void memory(int sessions)
 int main(int argc, char** argv)
 {
     int total = 20000, rounds = 5, sessions = 1000;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--requests")) total = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--sessions")) sessions = std::atoi(argv[i + 1]);
+    std::vector<int> windows{1, 16, 128};
+    std::string only; // "lens" or "raw": profile one side alone
+    bool ok = true;
+    for (int i = 1; ok && i < argc; i += 2) {
+        const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+        if (!value) ok = false;
+        else if (!std::strcmp(argv[i], "--requests")) total = std::atoi(value);
+        else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(value);
+        else if (!std::strcmp(argv[i], "--sessions")) sessions = std::atoi(value);
+        else if (!std::strcmp(argv[i], "--in-flight")) windows = {std::atoi(value)};
+        else if (!std::strcmp(argv[i], "--only")) only = value;
+        else ok = false;
+    }
+    if (!ok || total <= 0 || rounds <= 0 || windows.front() <= 0 || (!only.empty() && only != "lens" && only != "raw")) {
+        std::fprintf(stderr, "usage: %s [--requests N] [--rounds R] [--sessions S (0: skip memory)] "
+                             "[--in-flight W] [--only lens|raw]\n", argv[0]);
+        return 2;
     }
     std::printf("machine: %u hardware threads; emulator on its own thread, client on one thread\n",
                 std::thread::hardware_concurrency());
-    throughput(total, rounds);
-    memory(sessions);
+    throughput(total, rounds, windows, only);
+    if (sessions > 0)
+        memory(sessions);
 }

@@ -23,6 +23,8 @@
 #include <boost/json/serialize.hpp>
 
 #include <random>
+#include <type_traits>
+#include <variant>
 
 namespace lens {
 
@@ -81,6 +83,18 @@ struct pending_request : detail::matcher_entry {
     std::shared_ptr<pending_request> self; ///< keeps the request alive while the session references it
 };
 
+/// One WebSocket connection and its read buffer. Completion handlers hold it by
+/// shared_ptr, so the stream outlives its last operation even after the session
+/// has moved on to the next connection.
+template <class Stream>
+struct connection {
+    explicit connection(Stream&& s) : ws(std::move(s)) {}
+    websocket::stream<Stream> ws;
+    beast::flat_buffer rx;
+};
+using tcp_connection = connection<beast::tcp_stream>;
+using tls_connection = connection<detail::http_connection::tls_stream>;
+
 using send_queue = boost::intrusive::list<
     pending_request,
     boost::intrusive::member_hook<pending_request, decltype(pending_request::send_hook), &pending_request::send_hook>>;
@@ -92,7 +106,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
         : ex(executor), cfg(c), opts(std::move(o)),
           where(detail::parse_origin(endpoint, "session.open")),
           client_id(opts.client_id.empty() ? random_client_id() : opts.client_id),
-          schedule(opts.reconnect), write_signal(ex), retry_timer(ex), state_signal(ex), inbox_signal(ex)
+          schedule(opts.reconnect), liveness_timer(ex), heartbeat_timer(ex), retry_timer(ex), state_signal(ex),
+          inbox_signal(ex)
     {
         if (where.tls)
             tls = detail::make_tls_context(cfg);
@@ -114,11 +129,23 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     send_queue to_send;
     detail::reply_matcher<pending_request> awaiting;
-    asio::steady_timer write_signal;  ///< wakes the writer (new request) or times the idle heartbeat
-    asio::steady_timer retry_timer;   ///< the backoff sleep between connection attempts
-    asio::steady_timer state_signal;  ///< wakes open() on the first connect or a stop
+    asio::steady_timer liveness_timer;  ///< dead-peer check and keepalive ping
+    asio::steady_timer heartbeat_timer; ///< `session.heartbeat` after an idle period
+    asio::steady_timer retry_timer;     ///< the backoff sleep between connection attempts
+    asio::steady_timer state_signal;    ///< wakes open() on the first connect or a stop
     clock::time_point last_send = clock::now();
-    beast::tcp_stream* live_socket = nullptr; ///< the current connection's socket, to close it
+    clock::time_point last_receive = clock::now(); ///< any frame, data or control (liveness)
+    clock::time_point pinged_for{};                ///< the silence the last ping was about
+    bool ping_due = false;    ///< the liveness check asks the writer for a ping
+    bool writing = false;     ///< a write (frame or ping) is in flight on the live connection
+
+    // While connected, the session runs on completion handlers alone: an idle session
+    // holds one pending read and two timer waits, no coroutine frames. Coroutines are
+    // used only to connect. `generation` tells a handler whether its connection is
+    // still the live one.
+    std::variant<std::monostate, std::shared_ptr<tcp_connection>, std::shared_ptr<tls_connection>> live;
+    std::uint64_t generation = 0;
+    beast::tcp_stream* live_socket = nullptr; ///< the socket being connected or the live one, to close it
 
     boost::circular_buffer<json::value> inbox;
     asio::steady_timer inbox_signal;
@@ -247,8 +274,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             to_send.pop_front();
             fail(r, ec, detail);
         }
-        close_socket();
-        write_signal.cancel();
+        drop_connection();
         retry_timer.cancel();
         state_signal.cancel();
         inbox_signal.cancel();
@@ -263,69 +289,103 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    // ---- the connection loop --------------------------------------------------
-
-    static asio::awaitable<void> run(std::shared_ptr<impl> self) { co_await self->run_loop(); }
-
-    asio::awaitable<void> run_loop()
+    /// Closes the live connection (its pending operations complete with errors and are
+    /// ignored: the generation moves on) and stops its timers.
+    void drop_connection() noexcept
     {
-        while (st != state::stopped) {
+        close_socket();
+        live_socket = nullptr;
+        live = std::monostate{};
+        ++generation;
+        writing = false;
+        ping_due = false;
+        liveness_timer.cancel();
+        heartbeat_timer.cancel();
+    }
+
+    /// The live connection `gen` failed (read or write error, dead peer): reconnect.
+    void connection_lost(std::uint64_t gen)
+    {
+        if (gen != generation || st != state::connected)
+            return; // already handled, or stopped
+        drop_connection();
+        st = state::reconnecting;
+        schedule.disconnected(clock::now());
+        requeue_after_loss();
+        asio::co_spawn(ex, connect_loop(shared_from_this(), false), asio::detached);
+    }
+
+    // ---- connecting -----------------------------------------------------------
+
+    /// Connects (after a backoff delay unless `first`), retrying until connected or stopped.
+    static asio::awaitable<void> connect_loop(std::shared_ptr<impl> self, bool first)
+    {
+        while (self->st != state::stopped) {
+            if (!first) {
+                if (self->destroy_sent) { // the session is gone: nothing to reconnect to
+                    self->stop(errc::session_gone, "session destroyed");
+                    break;
+                }
+                auto delay = self->schedule.next_delay();
+                if (!delay) {
+                    self->stop(errc::connection_lost, "gave up reconnecting after " +
+                                                          std::to_string(self->schedule.attempts()) +
+                                                          " attempts: " + self->last_connect_error);
+                    break;
+                }
+                self->retry_timer.expires_after(*delay);
+                co_await self->retry_timer.async_wait(nothrow);
+                if (self->st == state::stopped)
+                    break;
+            }
+            first = false;
             try {
-                co_await connect_and_serve();
+                co_await self->connect();
+                co_return; // connected: handlers take over until the connection is lost
             } catch (const lens::error& e) {
-                ++counters.connect_failures;
-                last_connect_error = e.what();
+                ++self->counters.connect_failures;
+                self->last_connect_error = e.what();
                 if (e.code() == errc::unauthorized || e.code() == errc::session_gone) {
-                    stop(e.code(), e.what());
+                    self->stop(e.code(), e.what());
                     break;
                 }
             } catch (const std::exception& e) {
-                ++counters.connect_failures;
-                last_connect_error = e.what();
+                ++self->counters.connect_failures;
+                self->last_connect_error = e.what();
             }
-            if (st == state::stopped)
-                break;
-            if (destroy_sent) { // the session is gone: nothing to reconnect to
-                stop(errc::session_gone, "session destroyed");
-                break;
-            }
-            auto delay = schedule.next_delay();
-            if (!delay) {
-                stop(errc::connection_lost, "gave up reconnecting after " +
-                                                std::to_string(schedule.attempts()) + " attempts: " +
-                                                last_connect_error);
-                break;
-            }
-            retry_timer.expires_after(*delay);
-            co_await retry_timer.async_wait(nothrow);
         }
     }
 
-    asio::awaitable<void> connect_and_serve()
+    asio::awaitable<void> connect()
     {
         const auto deadline = clock::now() + opts.connect_timeout;
         auto conn = co_await detail::http_connection::connect(where, tls.get(), deadline, "session.connect");
         if (auto* plain = std::get_if<detail::http_connection::tcp_stream>(&conn->stream())) {
-            websocket::stream<beast::tcp_stream> ws(std::move(*plain));
-            co_await serve(ws);
+            auto c = std::make_shared<tcp_connection>(std::move(*plain));
+            conn.reset();
+            co_await handshake(c);
         } else {
-            websocket::stream<detail::http_connection::tls_stream> ws(
+            auto c = std::make_shared<tls_connection>(
                 std::move(std::get<detail::http_connection::tls_stream>(conn->stream())));
-            co_await serve(ws);
+            conn.reset();
+            co_await handshake(c);
         }
     }
 
-    template <class Stream>
-    asio::awaitable<void> serve(websocket::stream<Stream>& ws)
+    template <class Connection>
+    asio::awaitable<void> handshake(std::shared_ptr<Connection> c)
     {
-        using namespace asio::experimental::awaitable_operators;
+        auto& ws = c->ws;
         auto& lowest = beast::get_lowest_layer(ws);
         lowest.expires_never(); // the websocket's own timeouts take over
+        // Beast's idle timeout re-arms its timer on every read, which costs a timerfd_settime
+        // system call per frame; check_liveness below arms one timer per half-period instead.
         websocket::stream_base::timeout timeouts;
         timeouts.handshake_timeout = opts.connect_timeout;
-        timeouts.idle_timeout = opts.dead_peer_timeout; // a ping goes out after half of it
-        timeouts.keep_alive_pings = true;
+        timeouts.idle_timeout = websocket::stream_base::none();
+        timeouts.keep_alive_pings = false;
         ws.set_option(timeouts);
+        ws.control_callback([this](websocket::frame_type, beast::string_view) { last_receive = clock::now(); });
         ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
             req.set(http::field::user_agent, cfg.user_agent);
             if (opts.subprotocol_auth)
@@ -358,77 +418,148 @@ struct session::impl : std::enable_shared_from_this<impl> {
             live_socket = nullptr;
             co_return;
         }
+        install(std::move(c));
+    }
 
+    /// The upgrade succeeded: `c` becomes the live connection.
+    template <class Connection>
+    void install(std::shared_ptr<Connection> c)
+    {
         st = state::connected;
         ++counters.connects;
         schedule.connected(clock::now());
         state_signal.cancel();
-
-        co_await (read_loop(ws) || write_loop(ws));
-
-        live_socket = nullptr;
-        schedule.disconnected(clock::now());
-        if (st == state::connected)
-            st = state::reconnecting;
-        requeue_after_loss();
+        const auto gen = ++generation;
+        last_receive = clock::now();
+        pinged_for = {};
+        ping_due = false;
+        writing = false;
+        live = c;
+        read_next(c, gen);
+        check_liveness(gen);
+        arm_heartbeat(gen);
+        write_next(c, gen); // requests queued while disconnected
     }
 
-    template <class WS>
-    asio::awaitable<void> read_loop(WS& ws)
+    // ---- the live connection: completion handlers --------------------------------
+
+    template <class Connection>
+    void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        beast::flat_buffer buffer;
-        for (;;) {
-            auto [ec, n] = co_await ws.async_read(buffer, nothrow);
-            if (ec || st != state::connected) {
-                if (st == state::connected)
-                    st = state::reconnecting;
-                close_socket(); // the writer's pending write fails at once
-                co_return;
+        c->ws.async_read(c->rx, [self = shared_from_this(), c, gen](boost::system::error_code ec, std::size_t) {
+            if (gen != self->generation)
+                return; // an old connection's read, completing after its close
+            if (ec) {
+                self->connection_lost(gen);
+                return;
             }
-            const auto data = buffer.cdata();
-            dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
-            buffer.consume(buffer.size());
-            if (buffer.capacity() > 64 * 1024)
-                buffer.shrink_to_fit(); // an idle session keeps a small buffer
-        }
+            self->last_receive = clock::now();
+            const auto data = c->rx.cdata();
+            self->dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
+            c->rx.consume(c->rx.size());
+            if (c->rx.capacity() > 64 * 1024)
+                c->rx.shrink_to_fit(); // an idle session keeps a small buffer
+            if (gen == self->generation)
+                self->read_next(c, gen);
+        });
     }
 
-    template <class WS>
-    asio::awaitable<void> write_loop(WS& ws)
+    /// Starts the next write if none is in flight: a keepalive ping first, then the
+    /// queued requests in order, back to back.
+    template <class Connection>
+    void write_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        for (;;) {
-            // Drain everything queued, back to back.
-            while (!to_send.empty() && st == state::connected) {
-                pending_request& r = to_send.front();
-                to_send.pop_front();
-                r.written = true;
-                awaiting.expect(r); // before writing: the reply may race the write's completion
-                ++counters.requests_sent;
-                last_send = clock::now();
-                auto [ec, n] = co_await ws.async_write(asio::buffer(r.frame), nothrow);
-                if (ec) {
-                    if (st == state::connected)
-                        st = state::reconnecting;
-                    close_socket();
-                    co_return;
-                }
+        if (writing || gen != generation || st != state::connected)
+            return;
+        auto on_written = [self = shared_from_this(), c, gen](boost::system::error_code ec, auto&&...) {
+            if (gen != self->generation)
+                return;
+            self->writing = false;
+            if (ec) {
+                self->connection_lost(gen);
+                return;
             }
-            if (st != state::connected)
-                co_return;
-            // Sleep until a request is queued, or until the idle heartbeat is due.
-            if (opts.heartbeat_idle.count() > 0)
-                write_signal.expires_at(last_send + opts.heartbeat_idle);
-            else
-                write_signal.expires_at(clock::time_point::max());
-            auto [ec] = co_await write_signal.async_wait(nothrow);
-            if (st != state::connected)
-                co_return;
-            if (!ec && to_send.empty() && clock::now() >= last_send + opts.heartbeat_idle)
-                enqueue_internal("session.heartbeat");
-            auto cancellation = co_await asio::this_coro::cancellation_state;
-            if (cancellation.cancelled() != asio::cancellation_type::none)
-                co_return; // the reader finished: this connection is over
+            self->write_next(c, gen);
+        };
+        if (ping_due) { // written here: Beast allows one writer
+            ping_due = false;
+            writing = true;
+            c->ws.async_ping({}, std::move(on_written));
+            return;
         }
+        if (to_send.empty())
+            return;
+        pending_request& r = to_send.front();
+        to_send.pop_front();
+        r.written = true;
+        awaiting.expect(r); // before writing: the reply may race the write's completion
+        ++counters.requests_sent;
+        last_send = clock::now();
+        writing = true;
+        // The handler keeps the request (and so the frame being written) alive even if
+        // its caller gives up and the connection drops meanwhile.
+        c->ws.async_write(asio::buffer(r.frame),
+                          [keep = r.self, next = std::move(on_written)](boost::system::error_code ec,
+                                                                         std::size_t) mutable { next(ec); });
+    }
+
+    /// Kicks the writer of the live connection, if any.
+    void pump_writes()
+    {
+        std::visit(
+            [this](auto& c) {
+                if constexpr (!std::is_same_v<std::decay_t<decltype(c)>, std::monostate>)
+                    write_next(c, generation);
+            },
+            live);
+    }
+
+    /// Dead-peer detection: nothing received (data, ping or pong) for `dead_peer_timeout`
+    /// drops the connection, which then reconnects. Half-way through the silence the
+    /// writer sends a WebSocket ping, which a live peer answers with a pong. The check
+    /// runs on its own timer, so a write stuck behind a full send buffer cannot delay it,
+    /// and the timer is re-armed once per half-period, not per frame.
+    void check_liveness(std::uint64_t gen)
+    {
+        const auto limit = opts.dead_peer_timeout;
+        if (limit.count() <= 0 || gen != generation || st != state::connected)
+            return;
+        const auto now = clock::now();
+        if (now - last_receive >= limit) {
+            ++counters.dead_peer_disconnects;
+            connection_lost(gen);
+            return;
+        }
+        const auto half_way = last_receive + limit / 2;
+        if (now >= half_way && pinged_for != last_receive) {
+            pinged_for = last_receive;
+            ping_due = true;
+            pump_writes();
+        }
+        liveness_timer.expires_at(now >= half_way ? last_receive + limit : half_way);
+        liveness_timer.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+            if (!ec)
+                self->check_liveness(gen);
+        });
+    }
+
+    /// `session.heartbeat` once nothing has been sent for `heartbeat_idle`.
+    void arm_heartbeat(std::uint64_t gen)
+    {
+        if (opts.heartbeat_idle.count() <= 0 || gen != generation || st != state::connected)
+            return;
+        // Due a full period after the last send; when requests are queued behind a busy
+        // writer (nothing to add), look again a full period from now rather than spin.
+        heartbeat_timer.expires_at(std::max(last_send, clock::now() - opts.heartbeat_idle / 2) + opts.heartbeat_idle);
+        heartbeat_timer.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+            if (ec || gen != self->generation || self->st != state::connected)
+                return;
+            if (self->to_send.empty() && clock::now() >= self->last_send + self->opts.heartbeat_idle) {
+                self->enqueue_internal("session.heartbeat");
+                self->pump_writes();
+            }
+            self->arm_heartbeat(gen);
+        });
     }
 
     void enqueue_internal(std::string_view type)
@@ -461,7 +592,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         if (type == "session.destroy")
             destroy_sent = true;
         to_send.push_back(*r);
-        write_signal.cancel();
+        pump_writes();
 
         co_await r->wake.async_wait(nothrow);
         if (r->done) {
@@ -512,7 +643,7 @@ task<session> session::open(const config& cfg, const std::string& endpoint, cons
 {
     auto p = std::make_shared<impl>(co_await asio::this_coro::executor, cfg, endpoint, opts);
     auto ex = p->ex;
-    asio::co_spawn(ex, impl::run(p), asio::detached);
+    asio::co_spawn(ex, impl::connect_loop(p, true), asio::detached);
     const auto deadline = clock::now() + p->opts.connect_timeout;
     while (p->st != impl::state::connected && p->st != impl::state::stopped && clock::now() < deadline) {
         p->state_signal.expires_at(deadline);

@@ -74,6 +74,10 @@ struct ws_knobs {
     unsigned refuse_next_upgrades = 0;    ///< ...for only the next N upgrades (0: every upgrade while status is set);
                                           ///< when the count runs out, `refuse_upgrade_status` is reset to 0
     unsigned accept_then_close_next = 0;  ///< the next N upgrades complete (101) and the TCP connection is closed at once
+    /// On the Nth request frame of a connection, go silent: stop reading (so pings get no
+    /// pong) and answering, keeping the TCP connection open — a dead peer. One-shot: the
+    /// knob resets to 0 when it fires, so the client's next connection is served.
+    unsigned silent_after_frames = 0;
     unsigned malformed_next = 0;          ///< the next N replies are preceded by the text frame `{not json`
     /// The next N requests get `{"type":"error","message":"injected error"}` instead of their
     /// reply; the request itself has no effect.

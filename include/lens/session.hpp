@@ -56,7 +56,7 @@ struct session_options {
     std::chrono::milliseconds query_timeout = std::chrono::seconds(90);   ///< model.query
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10); ///< TCP + TLS + upgrade
     /// No frame (data, ping or pong) for this long means a dead peer: the connection is
-    /// dropped and reconnected. A WebSocket ping is sent after half of it idle.
+    /// dropped and reconnected. A WebSocket ping is sent after half of it idle (0: never).
     std::chrono::milliseconds dead_peer_timeout = std::chrono::seconds(20);
     /// `session.heartbeat` after this long without a request (0: never). The server
     /// idles sessions out; the official SDK uses 30 s.
@@ -109,6 +109,7 @@ struct session_stats {
     std::size_t late_replies_dropped = 0; ///< replies to callers that had given up
     std::size_t inbox_dropped = 0;
     std::size_t heartbeats_sent = 0;
+    std::size_t dead_peer_disconnects = 0; ///< connections dropped for silence (dead_peer_timeout)
     std::size_t pending = 0;           ///< requests awaiting a reply now
 };
 

@@ -115,6 +115,11 @@ private:
             // when the connection dies, which the client must fail, not hang on.
             if (k.drop_after_frames > 0 && frames_ >= k.drop_after_frames)
                 co_return;
+            if (k.silent_after_frames > 0 && frames_ >= k.silent_after_frames) {
+                k.silent_after_frames = 0;
+                co_await waits_.wait(srv_->executor, 24h); // until the server stops
+                co_return;
+            }
             on_frame(beast::buffers_to_string(buffer.data()));
         }
     }

@@ -322,6 +322,50 @@ TEST_CASE("session: reconnects after a drop; idempotent requests are resent, oth
     });
 }
 
+TEST_CASE("session: a silent peer is detected within dead_peer_timeout and the session reconnects")
+{
+    ws_harness h;
+    h.run([&]() -> task<void> {
+        using std::chrono::steady_clock;
+        auto record = co_await h.create(lens::emulator::builtin::mailbox);
+        lens::session_options so;
+        so.dead_peer_timeout = 300ms;
+        so.reconnect.initial = 5ms;
+        so.reconnect.jitter = 0;
+        auto s = co_await lens::session::open(h.cfg, record, so);
+
+        // The peer swallows the request and goes quiet with the TCP connection open:
+        // only the unanswered ping reveals it. The idempotent request is resent.
+        h.emu.knobs().ws.silent_after_frames = 1;
+        auto t0 = steady_clock::now();
+        auto v = co_await s.validate(within(5s));
+        auto took = steady_clock::now() - t0;
+        CHECK(v.is_valid);
+        CHECK(s.stats().dead_peer_disconnects == 1);
+        CHECK(s.stats().connects == 2);
+        CHECK(took >= 300ms);
+        CHECK(took < 2s); // detected at 300 ms, far from the 5 s request deadline
+
+        // A request that is not idempotent fails with connection_lost at detection time.
+        h.emu.knobs().ws.silent_after_frames = 1;
+        t0 = steady_clock::now();
+        auto lost = co_await h.failure_of(s.update(number_payload(1), within(5s)));
+        took = steady_clock::now() - t0;
+        CHECK(lost.code == errc::connection_lost);
+        CHECK(took < 2s);
+        CHECK(s.stats().dead_peer_disconnects == 2);
+        CHECK(co_await h.eventually([&] { return s.stats().connects == 3; })); // reconnected after backoff
+
+        // A live peer that is merely idle answers the pings: several dead-peer periods
+        // of silence cost no connection.
+        asio::steady_timer idle(h.ctx, 1200ms);
+        co_await idle.async_wait(asio::use_awaitable);
+        CHECK(s.stats().dead_peer_disconnects == 2);
+        CHECK(s.stats().connects == 3);
+        CHECK((co_await s.validate(within(1s))).is_valid);
+    });
+}
+
 TEST_CASE("session: refused upgrades — 401 and 404 stop at once, 503 is retried")
 {
     ws_harness h;
