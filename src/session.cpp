@@ -794,9 +794,14 @@ task<json::value> session::destroy(call_options o)
     co_return reply;
 }
 
-task<json::value> session::set_input_stream(input_stream s, call_options o)
+task<json::value> session::set_input_stream(const input_stream& s, call_options o)
 {
-    auto reply = co_await call("input_stream.set", to_event_data(s), o);
+    return send_input_stream(to_event_data(s), o);
+}
+
+task<json::value> session::send_input_stream(json::object event_data, call_options o)
+{
+    auto reply = co_await call("input_stream.set", std::move(event_data), o);
     if (auto* d = event_data_of(reply); d && d->is_object())
         if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
             std::vector<server_error> errors;
@@ -807,11 +812,16 @@ task<json::value> session::set_input_stream(input_stream s, call_options o)
     co_return reply;
 }
 
-task<json::value> session::query(query_request q, call_options o)
+task<json::value> session::query(const query_request& q, call_options o)
+{
+    return send_query(q.to_event_data(), o);
+}
+
+task<json::value> session::send_query(json::object event_data, call_options o)
 {
     if (o.timeout.count() == 0)
         o.timeout = impl_->opts.query_timeout;
-    auto reply = co_await call("model.query", q.to_event_data(), o);
+    auto reply = co_await call("model.query", std::move(event_data), o);
     if (auto* d = event_data_of(reply); d && d->is_object())
         if (auto* r = d->get_object().if_contains("result"))
             co_return *r;

@@ -18,6 +18,10 @@ struct retry_policy {
 };
 
 struct config {
+    /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
+    /// in a co_await expression. Start from a named value and set members.
+    config() = default;
+
     /// Base URL including the version prefix; paths are appended to it.
     std::string endpoint = "https://api.u1.archetypeai.app/v0.5";
     /// The API key. A secret: lens never prints it, logs it, or puts it in an error.

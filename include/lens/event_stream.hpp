@@ -67,6 +67,10 @@
 namespace lens {
 
 struct event_stream_options {
+    /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
+    /// in a co_await expression. Start from a named value and set members.
+    event_stream_options() = default;
+
     /// Resume after this event id (sent as `Last-Event-ID` on the first connection).
     std::string last_event_id;
     /// No bytes for this long means a dead stream: reconnect. Three heartbeat

@@ -9,21 +9,48 @@
 
 namespace lens {
 
+// These types have constructors on purpose: g++ 12 destroys a braced *aggregate*
+// temporary twice when it appears in a co_await expression (a double free in the
+// caller's coroutine), so `co_await s.set_input_stream(csv_stream{id})` must not be
+// aggregate initialisation.
+
 /// A live RTSP camera.
 struct rtsp_stream {
+    rtsp_stream() = default;
+    explicit rtsp_stream(std::string url) : rtsp_url(std::move(url)) {}
+
     std::string rtsp_url;
     std::optional<unsigned> height, width;    ///< target_image_size [h, w]
     std::optional<double> frame_rate_hz;      ///< target_frame_rate_hz
     std::string stream_type = "rtsp_video_streamer"; ///< or the older "rtsp_video_reader"
 };
+
 /// An uploaded CSV file (its `file_id`).
-struct csv_stream { std::string file_id; };
+struct csv_stream {
+    csv_stream() = default;
+    explicit csv_stream(std::string id) : file_id(std::move(id)) {}
+    std::string file_id;
+};
+
 /// An uploaded video file (its `file_id`, e.g. "clip.mp4").
-struct video_stream { std::string file_id; };
+struct video_stream {
+    video_stream() = default;
+    explicit video_stream(std::string id) : file_id(std::move(id)) {}
+    std::string file_id;
+};
+
 /// An uploaded JSON-lines file.
-struct jsonl_stream { std::string file_id; };
+struct jsonl_stream {
+    jsonl_stream() = default;
+    explicit jsonl_stream(std::string id) : file_id(std::move(id)) {}
+    std::string file_id;
+};
+
 /// Any other stream type, sent as given (sensor streams, new readers).
 struct raw_stream {
+    raw_stream() = default;
+    raw_stream(std::string type, boost::json::object config)
+        : stream_type(std::move(type)), stream_config(std::move(config)) {}
     std::string stream_type;
     boost::json::object stream_config;
 };

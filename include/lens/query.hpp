@@ -13,6 +13,10 @@ struct query_request {
     static constexpr const char* image_qa_template = "image_qa_template_task";
     static constexpr const char* bbox_template = "image_bbox_template_task";
 
+    /// Not an aggregate on purpose (see input_stream.hpp): build with the factories
+    /// below or set the members of a named value.
+    query_request() = default;
+
     std::string model_version = "Newton::c2_4_7b_251215a172f6d7";
     std::string template_name = image_qa_template;
     std::string instruction = "Answer the following question about the image:";

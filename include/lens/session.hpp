@@ -41,6 +41,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include <chrono>
@@ -52,6 +53,10 @@
 namespace lens {
 
 struct session_options {
+    /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
+    /// in a co_await expression. Start from a named value and set members.
+    session_options() = default;
+
     std::chrono::milliseconds request_timeout = std::chrono::seconds(30);
     std::chrono::milliseconds query_timeout = std::chrono::seconds(90);   ///< model.query
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10); ///< TCP + TLS + upgrade
@@ -149,9 +154,12 @@ public:
     /// `session.destroy`: the server-side session ends; the channel stops reconnecting.
     task<boost::json::value> destroy(call_options o = {});
     /// `input_stream.set`; a reply with `is_valid: false` is errc::api_error.
-    task<boost::json::value> set_input_stream(input_stream s, call_options o = {});
+    /// Like query(), an ordinary function in front of the coroutine: the request is
+    /// encoded before it returns, so nothing the caller passed is referenced (or copied,
+    /// images included) after the call.
+    task<boost::json::value> set_input_stream(const input_stream& s, call_options o = {});
     /// `model.query`: the reply's `event_data.result`.
-    task<boost::json::value> query(query_request q, call_options o = {});
+    task<boost::json::value> query(const query_request& q, call_options o = {});
     /// `session.update` with `{"type": "data.json", "event_data": data}`.
     task<boost::json::value> update(boost::json::value data, call_options o = {});
     task<void> heartbeat(call_options o = {});
@@ -175,6 +183,9 @@ public:
 
     struct impl;
 private:
+    task<boost::json::value> send_input_stream(boost::json::object event_data, call_options o);
+    task<boost::json::value> send_query(boost::json::object event_data, call_options o);
+
     explicit session(std::shared_ptr<impl> p) noexcept;
     std::shared_ptr<impl> impl_;
 };

@@ -59,8 +59,7 @@ task<void> walk_through(lens::client& c)
     lens::event_stream events(co_await boost::asio::this_coro::executor, cfg, session.session_id);
     co_await events.connect(); // attach before input_stream.set, as the API advises
     auto channel = co_await lens::session::open(cfg, session);
-    const lens::input_stream input = lens::csv_stream{file.file_id}; // a named value, see demo_reading()
-    show(co_await channel.set_input_stream(input));
+    show(co_await channel.set_input_stream(lens::csv_stream(file.file_id)));
     int results = 0;
     while (results < 3) {
         auto ev = co_await events.next();

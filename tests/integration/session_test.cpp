@@ -118,6 +118,13 @@ json::object number_payload(int i)
     return o;
 }
 
+json::object file_config(std::size_t n)
+{
+    json::object o;
+    o["file_id"] = std::string(n, 'j');
+    return o;
+}
+
 std::string image_for(int i) { return "image-bytes-" + std::to_string(i * 7919); }
 
 } // namespace
@@ -157,6 +164,20 @@ TEST_CASE("session: every typed operation against the mailbox lens")
         CHECK(s.client_id().size() == 8); // random per session object
         auto own = co_await s.read();
         CHECK(own.messages.size() == initial + 3);
+
+        // Braced temporaries straight into the awaited call: g++ 12 destroys braced
+        // aggregate temporaries twice here, so these types are not aggregates.
+        lens::client rest(h.ctx.get_executor(), h.cfg);
+        auto file = co_await rest.upload_file(std::string(40, 'f') + ".csv", "t,a\n1,2\n");
+        auto set = co_await s.set_input_stream(lens::csv_stream{file.file_id});
+        CHECK(set.as_object().at("type") == "input_stream.set.response");
+        auto missing = co_await h.failure_of(s.set_input_stream(lens::raw_stream{"jsonl_file_reader", file_config(40)}));
+        CHECK(missing.code == errc::api_error);
+        CHECK(missing.what.find("File not found") != std::string::npos);
+        auto pushed = co_await s.update(number_payload(64));
+        CHECK(pushed.is_object());
+        auto called = co_await s.call(std::string("session.") + "validate", json::value(nullptr));
+        CHECK(called.as_object().at("type") == "session.validate.response");
 
         auto raw = co_await s.call("session.validate");
         CHECK(raw.as_object().at("type") == "session.validate.response");
