@@ -186,6 +186,8 @@ void throughput(int total, int rounds, const std::vector<int>& windows, const st
                 total, rounds);
     std::printf("%9s | %12s %12s %7s | %10s %10s | %10s %10s\n", "in flight", "lens req/s", "raw req/s",
                 "ratio", "lens p50us", "raw p50us", "lens p99us", "raw p99us");
+    double lockstep = 0;
+    std::vector<std::pair<int, double>> multiplexed;
     for (int inflight : windows) {
         std::vector<double> lr, rr, lp50, rp50, lp99, rp99;
         for (int i = 0; i < rounds; ++i) {
@@ -197,7 +199,14 @@ void throughput(int total, int rounds, const std::vector<int>& windows, const st
         }
         std::printf("%9d | %12.0f %12.0f %7.2f | %10.1f %10.1f | %10.1f %10.1f\n", inflight, median(lr), median(rr),
                     median(lr) / median(rr), median(lp50), median(rp50), median(lp99), median(rp99));
+        if (inflight == 1)
+            lockstep = median(rr);
+        else if (lockstep > 0)
+            multiplexed.emplace_back(inflight, median(lr));
     }
+    // The Python SDK's way (one request at a time) is the raw client at 1 in flight.
+    for (auto [inflight, rps] : multiplexed)
+        std::printf("lens at %d in flight vs a raw lockstep Beast client: %.1fx\n", inflight, rps / lockstep);
     guard.reset();
     asio::post(server_ctx, [&] { server.stop(); });
     server_thread.join();
@@ -283,7 +292,7 @@ int main(int argc, char** argv)
         else if (!std::strcmp(argv[i], "--requests")) total = std::atoi(value);
         else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(value);
         else if (!std::strcmp(argv[i], "--sessions")) sessions = std::atoi(value);
-        else if (!std::strcmp(argv[i], "--in-flight")) windows = {std::atoi(value)};
+        else if (!std::strcmp(argv[i], "--in-flight")) windows = {std::atoi(value)}; // one window only
         else if (!std::strcmp(argv[i], "--only")) only = value;
         else ok = false;
     }

@@ -158,7 +158,8 @@ struct client::impl {
                 // A timeout is final once the call's deadline passed; a connection attempt that
                 // only ran out of `connect_timeout` is retried like any failed connect.
                 const bool out_of_time = e.code() == errc::timeout && clock::now() >= deadline;
-                if (out_of_time || e.code() == errc::body_too_large || !safe || attempt >= max_attempts)
+                const bool permanent = e.code() == errc::body_too_large || e.code() == errc::certificate_rejected;
+                if (out_of_time || permanent || !safe || attempt >= max_attempts)
                     throw;
                 failure = std::current_exception();
             }

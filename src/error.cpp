@@ -49,6 +49,7 @@ private:
         case errc::limit_exceeded: return "a size limit was exceeded";
         case errc::not_event_stream: return "the reply is not an event stream";
         case errc::closed: return "closed while the operation was pending";
+        case errc::certificate_rejected: return "the server's certificate failed verification";
         }
         return "unknown lens error";
     }

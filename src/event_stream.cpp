@@ -223,6 +223,8 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
             last = co_await attempt();
             if (last.kind != outcome::lost || closed)
                 co_return;
+            if (last.ec == errc::certificate_rejected)
+                give_up(last); // configuration, not weather: retrying cannot help
             if (last.progress)
                 backoff.reset();
             // Before the first success the stream is retried like a REST call.

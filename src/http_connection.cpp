@@ -144,7 +144,8 @@ http_connection::connect(const origin& where, asio::ssl::context* tls, clock::ti
         const long verify = SSL_get_verify_result(stream.native_handle());
         if (verify != X509_V_OK)
             what += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
-        fail(failure_stage::connect, hec, errc::connection_failed, operation, std::move(what));
+        fail(failure_stage::connect, hec, verify != X509_V_OK ? errc::certificate_rejected : errc::connection_failed,
+             operation, std::move(what));
     }
     co_return std::make_unique<http_connection>(std::move(stream), where);
 }

@@ -377,7 +377,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
             } catch (const lens::error& e) {
                 ++self->counters.connect_failures;
                 self->last_connect_error = e.what();
-                if (e.code() == errc::unauthorized || e.code() == errc::session_gone) {
+                if (e.code() == errc::unauthorized || e.code() == errc::session_gone ||
+                    e.code() == errc::certificate_rejected) {
                     self->stop(e.code(), e.what());
                     break;
                 }

@@ -115,6 +115,7 @@ struct options {
 
 /// Counters for tests.
 struct stats {
+    std::size_t tcp_connections = 0;     ///< connections accepted (TLS handshakes that fail included)
     std::size_t http_requests = 0;       ///< REST requests (not upgrades, not SSE consumers), faulty ones included
     std::size_t ws_upgrades = 0;         ///< upgrade requests, refused ones included
     std::size_t ws_frames_received = 0;  ///< request frames over every WebSocket

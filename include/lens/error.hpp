@@ -54,6 +54,9 @@ enum class errc {
     limit_exceeded,         ///< an SSE line or event over its size limit
     not_event_stream,       ///< a consumer reply whose content type is not text/event-stream
     closed,                 ///< the object was closed or destroyed while the request waited
+    /// The server's TLS certificate failed verification (untrusted issuer, wrong host name,
+    /// expired). A configuration problem, so never retried.
+    certificate_rejected,
 };
 
 const boost::system::error_category& error_category() noexcept;

@@ -23,7 +23,8 @@
 // written fail with errc::connection_lost unless idempotent (status, validate, read,
 // heartbeat), which are resent; requests not yet written wait for the new
 // connection within their deadlines. An upgrade refused with 401/403 (unauthorized)
-// or 404 (session_gone) stops reconnecting and fails everything; so does a
+// or 404 (session_gone), or a server certificate that fails verification
+// (certificate_rejected), stops reconnecting and fails everything; so does a
 // completed `destroy`, or the reconnect attempt limit.
 //
 // A session object is used from one thread (its executor's); keep each session

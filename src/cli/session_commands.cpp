@@ -21,15 +21,18 @@ action session_action(globals& g, std::shared_ptr<std::string> id, F call)
     return [&g, id, call] {
         boost::asio::io_context ctx;
         const auto cfg = g.make_config();
-        auto result = run_blocking(ctx, [](lens::config cfg, std::string id, F call) -> task<json::value> {
+        const bool explicit_timeout = g.timeout_seconds > 0;
+        auto result = run_blocking(ctx, [](lens::config cfg, std::string id, F call, bool explicit_timeout) -> task<json::value> {
             lens::client c(co_await boost::asio::this_coro::executor, cfg);
             auto record = co_await c.get_session(id);
             session_options opts;
             opts.request_timeout = cfg.timeout;
             opts.connect_timeout = cfg.timeout;
+            if (explicit_timeout) // --timeout bounds model.query too (its default is 90 s)
+                opts.query_timeout = cfg.timeout;
             auto s = co_await lens::session::open(cfg, record, opts);
             co_return co_await call(s);
-        }(cfg, *id, call));
+        }(cfg, *id, call, explicit_timeout));
         print_json_line(result);
         return 0;
     };
@@ -71,7 +74,13 @@ void add_session_commands(CLI::App& app, globals& g, action& run)
         cmd->add_option("--client-id", *client_id, "Mailbox cursor (default: a random one, which replays from the start)");
         cmd->callback([&g, &run, id, client_id] {
             run = session_action(g, id, [client_id](lens::session& s) -> task<json::value> {
-                auto r = client_id->empty() ? co_await s.read() : co_await s.read(*client_id);
+                // Not `cond ? co_await a : co_await b`: g++ 12 miscompiles co_await in both
+                // arms of a conditional (the result is copied from a destroyed temporary).
+                read_result r;
+                if (client_id->empty())
+                    r = co_await s.read();
+                else
+                    r = co_await s.read(*client_id);
                 co_return r.raw;
             });
         });

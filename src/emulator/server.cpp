@@ -115,6 +115,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<server::impl> srv)
             continue;
         }
         socket.set_option(tcp::no_delay(true), ec);
+        ++srv->counters.tcp_connections;
         detail::serve_connection(srv, std::move(socket));
     }
 }

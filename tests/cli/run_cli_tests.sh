@@ -4,8 +4,8 @@
 #   tests/cli/run_cli_tests.sh path/to/lens
 #
 # Starts the emulator (http, then https) in the background on an ephemeral
-# loopback port, reads its first JSON line for the endpoint, runs the REST
-# subcommands and checks: exit status, JSON on stdout, one line on stderr for
+# loopback port, reads its first JSON line for the endpoint, runs the REST and the
+# WebSocket session subcommands and checks: exit status, JSON on stdout, one line on stderr for
 # errors, and that the API key never appears in any output. Then `--help` on
 # every level, `lens demo`, and a clean shutdown on SIGTERM / SIGINT.
 # No sleeps: the emulator's first line is read from a FIFO (with a timeout).
@@ -177,6 +177,118 @@ expect_ok files_upload "${G[@]}" files upload "$TMP/cli_upload.csv" && contains 
 expect_ok files_list "${G[@]}" files list && contains files_list cli_upload.csv
 printf 'GIF89a' >"$TMP/picture.gif"
 expect_error files_upload_gif "files/upload" "${G[@]}" files upload "$TMP/picture.gif"
+
+# ---- WebSocket session commands: status, validate, read, query, input -------------------
+# new_session VAR NAME LENS_ID: `sessions create`; sets VAR to the new session id.
+new_session() {
+    printf -v "$1" '%s' ""
+    expect_ok "$2" "${G[@]}" sessions create --lens-id "$3" || return
+    printf -v "$1" '%s' "$(json_field session_id <"$TMP/$2.out")"
+    [[ ${!1} == lsn-* ]] || fail "$2: no session_id in $(cat "$TMP/$2.out")"
+}
+# lacks NAME TEXT: stdout of NAME does not contain TEXT.
+lacks() {
+    if grep -qF -- "$2" "$TMP/$1.out"; then fail "$1: stdout unexpectedly has '$2': $(head -c 500 "$TMP/$1.out")"; else pass; fi
+}
+# usage_error NAME NEEDLE ARGS...: rejected before any request (CLI11's message): non-zero
+# exit, no stdout, the first stderr line names the problem (NEEDLE), no key anywhere.
+usage_error() {
+    local name=$1 needle=$2
+    shift 2
+    run_lens "$name" "$@"
+    local rc
+    rc=$(cat "$TMP/$name.rc")
+    if [[ $rc == 0 || $rc == 124 ]]; then
+        fail "$name: 'lens $*' exited with $rc, expected a usage error"
+        return 1
+    fi
+    head -n1 "$TMP/$name.err" | grep -qF -- "$needle" ||
+        fail "$name: the first stderr line does not mention '$needle': $(cat "$TMP/$name.err")"
+    [[ -s "$TMP/$name.out" ]] && fail "$name: unexpected stdout: $(head -c 300 "$TMP/$name.out")"
+    no_secret "$name"
+    pass
+}
+
+new_session MAILBOX ws_create_mailbox lns-emu-mailbox
+new_session QUERY ws_create_query lns-emu-query
+new_session MONITOR ws_create_monitor lns-emu-activity-monitor
+
+expect_ok ws_status "${G[@]}" status "$MAILBOX" && {
+    contains ws_status "\"session_id\":\"$MAILBOX\""
+    contains ws_status '"lens_id":"lns-emu-mailbox"'
+}
+expect_ok ws_validate "${G[@]}" validate "$MAILBOX" && {
+    contains ws_validate '"type":"session.validate.response"'
+    contains ws_validate '"is_valid":true'
+}
+
+# input_stream.set: an uploaded CSV is accepted, an unknown file id is the server's error.
+expect_ok ws_input_csv "${G[@]}" input "$MONITOR" --csv cli_upload.csv && {
+    contains ws_input_csv '"type":"input_stream.set.response"'
+    contains ws_input_csv '"is_valid":true'
+}
+expect_error ws_input_csv_unknown "File not found: no-such-file.csv" "${G[@]}" input "$MONITOR" \
+    --csv no-such-file.csv
+no_secret ws_input_csv_unknown
+usage_error ws_input_bad_size "--size" "${G[@]}" input "$MONITOR" --rtsp rtsp://127.0.0.1/cam --size 12by34
+
+# session.read: each client id is a cursor. The mailbox lens logs "session started" and one
+# line per input_stream.set; a new id replays them all, a drained id gets event_data null.
+expect_ok ws_input_mailbox "${G[@]}" input "$MAILBOX" --csv cli_upload.csv &&
+    contains ws_input_mailbox '"is_valid":true'
+expect_ok ws_read_a "${G[@]}" read "$MAILBOX" --client-id cli-reader-a && {
+    contains ws_read_a '"type":"session.read.response"'
+    contains ws_read_a '"client_id":"cli-reader-a"'
+    contains ws_read_a '"message":"session started"'
+    contains ws_read_a '"message":"input stream set: csv_file_reader"'
+}
+expect_ok ws_read_a_again "${G[@]}" read "$MAILBOX" --client-id cli-reader-a && {
+    contains ws_read_a_again '"type":"session.read.response"'
+    contains ws_read_a_again '"event_data":null'
+    lacks ws_read_a_again 'session started'
+}
+expect_ok ws_read_b "${G[@]}" read "$MAILBOX" --client-id cli-reader-b && {
+    contains ws_read_b '"client_id":"cli-reader-b"'
+    contains ws_read_b '"message":"session started"'
+    contains ws_read_b '"message":"input stream set: csv_file_reader"'
+}
+expect_ok ws_input_rtsp "${G[@]}" input "$MAILBOX" --rtsp rtsp://127.0.0.1/cam --size 360x640 --fps 5 &&
+    contains ws_input_rtsp '"is_valid":true'
+expect_ok ws_read_a_new "${G[@]}" read "$MAILBOX" --client-id cli-reader-a && {
+    contains ws_read_a_new '"message":"input stream set: rtsp_video_streamer"'
+    lacks ws_read_a_new 'session started'
+}
+# Without --client-id: a random cursor, which replays from the start.
+expect_ok ws_read_default "${G[@]}" read "$MAILBOX" && contains ws_read_default '"message":"session started"'
+
+# model.query: the emulator's query lens answers "<focus> — image <hash> (<size> bytes)".
+base64 -d >"$TMP/pixel.png" <<<'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=='
+expect_ok ws_query "${G[@]}" query "$QUERY" --image "$TMP/pixel.png" --focus "What is in the picture?" && {
+    grep -Eq '^"[^"]+' "$TMP/ws_query.out" || fail "ws_query: the answer is empty: $(cat "$TMP/ws_query.out")"
+    contains ws_query 'What is in the picture?'
+    contains ws_query '(67 bytes)'
+}
+expect_ok ws_query_options "${G[@]}" query "$QUERY" --image "$TMP/pixel.png" --focus "count the cats" \
+    --instruction "Answer briefly" --template image_qa --model-version Newton::emulator --max-new-tokens 32 &&
+    contains ws_query_options 'count the cats'
+expect_ok ws_query_bbox "${G[@]}" query "$QUERY" --image "$TMP/pixel.png" --focus cat --template bbox && {
+    contains ws_query_bbox '"box":['
+    contains ws_query_bbox '"label":'
+}
+usage_error ws_query_no_image "$TMP/no-such-image.png" "${G[@]}" query "$QUERY" --image "$TMP/no-such-image.png" --focus x
+# --timeout bounds model.query too: the mailbox lens never answers queries itself (the
+# emulator's model-timeout reply comes after 60 s), so one second must end it.
+expect_error ws_query_timeout "model.query" "${G[@]}" --timeout 1 query "$MAILBOX" --image "$TMP/pixel.png" --focus x &&
+    grep -qF "no reply within 1000 ms" "$TMP/ws_query_timeout.err" ||
+    fail "ws_query_timeout: not the request deadline: $(cat "$TMP/ws_query_timeout.err")"
+no_secret ws_query_timeout
+grep -qF "does not exist" "$TMP/ws_query_no_image.err" ||
+    fail "ws_query_no_image: the error does not say the file does not exist: $(cat "$TMP/ws_query_no_image.err")"
+
+# An unknown session: the REST look-up fails at once (bounded by --timeout, not a hang).
+expect_error ws_status_unknown "Unknown session id: lsn-no-such-session" "${G[@]}" --timeout 5 \
+    status lsn-no-such-session
+no_secret ws_status_unknown
 
 # The environment variables work in place of the options.
 ARCHETYPE_API_ENDPOINT=$ENDPOINT ARCHETYPE_API_KEY=$KEY expect_ok env_config lenses list

@@ -798,22 +798,23 @@ TEST_CASE("rest: a call raced against a timer is cancelled and the client stays 
     });
 }
 
-TEST_CASE("rest: TLS without the emulator's CA is connection_failed naming the certificate")
+TEST_CASE("rest: TLS without the emulator's CA is certificate_rejected, naming the certificate, not retried")
 {
     fixture f(lens::test::tls_options());
     f.cfg.ca_file.clear();
     f.run([&]() -> task<void> {
         auto c = f.make_client();
         stopwatch t;
-        auto e = co_await expect_error(errc::connection_failed, [&] { return c.list_lenses(); });
+        auto e = co_await expect_error(errc::certificate_rejected, [&] { return c.list_lenses(); });
         CHECK(t.elapsed() < 2s);
         CHECK(contains(e.what(), "lens/metadata"));
         CHECK(contains(e.what(), "certificate"));
         CHECK(f.stats().http_requests == 0);
+        CHECK(f.stats().tcp_connections == 1); // a configuration problem: one attempt only
     });
 }
 
-TEST_CASE("rest: TLS with a host name the certificate does not name is connection_failed")
+TEST_CASE("rest: TLS with a host name the certificate does not name is certificate_rejected")
 {
     fixture f(lens::test::tls_options());
     // glibc resolves "127.1" to 127.0.0.1, but the certificate names only localhost and 127.0.0.1.
@@ -821,7 +822,7 @@ TEST_CASE("rest: TLS with a host name the certificate does not name is connectio
     f.run([&]() -> task<void> {
         auto c = f.make_client();
         stopwatch t;
-        auto e = co_await expect_error(errc::connection_failed, [&] { return c.list_lenses(); });
+        auto e = co_await expect_error(errc::certificate_rejected, [&] { return c.list_lenses(); });
         CHECK(t.elapsed() < 2s);
         CHECK(contains(e.what(), "lens/metadata"));
         CHECK(contains(e.what(), "TLS"));

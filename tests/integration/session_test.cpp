@@ -387,6 +387,42 @@ TEST_CASE("session: a silent peer is detected within dead_peer_timeout and the s
     });
 }
 
+TEST_CASE("session: over wss, keepalive pings answered through TLS")
+{
+    lens::emulator::options o;
+    o.tls = true;
+    ws_harness h(o);
+    h.run([&]() -> task<void> {
+        auto record = co_await h.create(lens::emulator::builtin::mailbox);
+        CHECK(record.session_endpoint.starts_with("wss://127.0.0.1:"));
+        lens::session_options so;
+        so.dead_peer_timeout = 200ms;
+        auto s = co_await lens::session::open(h.cfg, record, so);
+        CHECK((co_await s.status()).session_id == record.session_id);
+        CHECK((co_await s.validate()).is_valid);
+        // Four dead-peer periods of silence: the pings are answered, nothing reconnects.
+        asio::steady_timer idle(h.ctx, 800ms);
+        co_await idle.async_wait(asio::use_awaitable);
+        CHECK(s.stats().dead_peer_disconnects == 0);
+        CHECK(s.stats().connects == 1);
+        co_await s.update(number_payload(7));
+        auto mail = co_await s.read("tls-reader");
+        REQUIRE_FALSE(mail.messages.empty());
+        CHECK(mail.messages.back().data.as_object().at("n").as_int64() == 7);
+
+        // A wrong CA: the certificate is rejected and open() reports it, key-free.
+        auto untrusted = h.cfg;
+        untrusted.ca_file.clear();
+        lens::session_options quick;
+        quick.connect_timeout = 2s;
+        quick.reconnect.max_attempts = 0; // unlimited: the rejection must stop it anyway
+        auto refused = co_await h.failure_of(lens::session::open(untrusted, record, quick));
+        CHECK(refused.code == errc::certificate_rejected);
+        CHECK(refused.what.find("session.open") != std::string::npos);
+        CHECK(refused.what.find("certificate") != std::string::npos);
+    });
+}
+
 TEST_CASE("session: refused upgrades — 401 and 404 stop at once, 503 is retried")
 {
     ws_harness h;
