@@ -615,8 +615,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     // ---- requests ---------------------------------------------------------------
 
-    asio::awaitable<json::value> request(std::string type, const json::value& event_data, call_options o,
-                                         std::chrono::milliseconds default_timeout)
+    /// `keep` holds the session while the request runs: callers start this from ordinary
+    /// functions (one coroutine frame per request, not one per API layer).
+    asio::awaitable<json::value> request([[maybe_unused]] std::shared_ptr<impl> keep, std::string type,
+                                         json::value event_data,
+                                         call_options o, std::chrono::milliseconds default_timeout)
     {
         if (st == state::stopped)
             throw lens::error(stop_code ? stop_code : make_error_code(errc::closed), type, stop_detail);
@@ -713,8 +716,8 @@ void session::close() noexcept
 
 task<json::value> session::call(std::string type, json::value event_data, call_options o)
 {
-    auto keep = impl_;
-    co_return co_await keep->request(std::move(type), event_data, o, keep->opts.request_timeout);
+    auto& i = *impl_;
+    return i.request(impl_, std::move(type), std::move(event_data), o, i.opts.request_timeout);
 }
 
 task<session_record> session::status(call_options o)
