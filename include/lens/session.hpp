@@ -2,8 +2,11 @@
 // awaitable request/response multiplexer (PROTOCOL.md §3).
 //
 // Any number of coroutines may have requests in flight on one session. One
-// writer coroutine drains the send queue; one reader matches each reply to the
-// oldest pending request expecting that reply type (see detail/reply_matcher.hpp).
+// writer drains the send queue (a burst goes out corked, as few TCP segments);
+// one reader matches each reply to the oldest pending request expecting that
+// reply type (see detail/reply_matcher.hpp). Both are chains of completion
+// handlers, so an idle connected session costs a pending read and two timer
+// waits, no coroutine frames.
 // Every request has a deadline; expiry or cancellation completes only that
 // caller, and its late reply is consumed and dropped.
 //
