@@ -277,9 +277,9 @@ expect_ok ws_query_bbox "${G[@]}" query "$QUERY" --image "$TMP/pixel.png" --focu
 }
 usage_error ws_query_no_image "$TMP/no-such-image.png" "${G[@]}" query "$QUERY" --image "$TMP/no-such-image.png" --focus x
 # --timeout bounds model.query too: the mailbox lens never answers queries itself (the
-# emulator's model-timeout reply comes after 60 s), so one second must end it.
-expect_error ws_query_timeout "model.query" "${G[@]}" --timeout 1 query "$MAILBOX" --image "$TMP/pixel.png" --focus x &&
-    grep -qF "no reply within 1000 ms" "$TMP/ws_query_timeout.err" ||
+# emulator's model-timeout reply comes after 60 s), so two seconds must end it.
+expect_error ws_query_timeout "model.query" "${G[@]}" --timeout 2 query "$MAILBOX" --image "$TMP/pixel.png" --focus x &&
+    grep -qF "no reply within 2000 ms" "$TMP/ws_query_timeout.err" ||
     fail "ws_query_timeout: not the request deadline: $(cat "$TMP/ws_query_timeout.err")"
 no_secret ws_query_timeout
 grep -qF "does not exist" "$TMP/ws_query_no_image.err" ||
