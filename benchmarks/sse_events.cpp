@@ -62,6 +62,19 @@ T run(asio::io_context& ctx, asio::awaitable<T> work)
     return f.get();
 }
 
+/// Reads `events` lens events (stream markers aside) from a session, then destroys it.
+asio::awaitable<std::size_t> drain_and_destroy(lens::client& client, const lens::config& cfg, std::string id,
+                                               std::size_t events)
+{
+    lens::event_stream s(co_await asio::this_coro::executor, cfg, id);
+    std::size_t n = 0;
+    while (auto ev = co_await s.next())
+        if (!ev->type.starts_with("sse.stream.") && ++n == events)
+            break;
+    co_await client.destroy_session(id);
+    co_return n;
+}
+
 std::string make_csv(std::size_t rows)
 {
     std::string csv = "timestamp,a1,a2,a3\n";
@@ -182,14 +195,7 @@ int main(int argc, char** argv)
 
     // A session whose log holds every event: produce, drain once, destroy.
     const std::string replay_id = make_session(true);
-    run(ctx, [&]() -> asio::awaitable<void> {
-        lens::event_stream s(co_await asio::this_coro::executor, cfg, replay_id);
-        std::size_t lens_events = 0;
-        while (auto ev = co_await s.next())
-            if (!ev->type.starts_with("sse.stream.") && ++lens_events == events)
-                break;
-        co_await client.destroy_session(replay_id);
-    }());
+    run(ctx, drain_and_destroy(client, cfg, replay_id, events));
     std::string body;
     run(ctx, read_raw(emu.port(), replay_id, &body));
     const double mb = static_cast<double>(body.size()) / 1e6;
@@ -218,15 +224,7 @@ int main(int argc, char** argv)
 
     auto live = measure([&] {
         const std::string id = make_session(true);
-        return run(ctx, [&]() -> asio::awaitable<std::size_t> {
-            lens::event_stream s(co_await asio::this_coro::executor, cfg, id);
-            std::size_t n = 0;
-            while (auto ev = co_await s.next())
-                if (!ev->type.starts_with("sse.stream.") && ++n == events)
-                    break;
-            co_await client.destroy_session(id);
-            co_return n;
-        }());
+        return run(ctx, drain_and_destroy(client, cfg, id, events));
     });
     print({"event_stream live (result_interval 0)", live.first, mb / live.second});
 

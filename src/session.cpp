@@ -418,7 +418,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
         timeouts.idle_timeout = websocket::stream_base::none();
         timeouts.keep_alive_pings = false;
         ws.set_option(timeouts);
-        ws.control_callback([this](websocket::frame_type, beast::string_view) { last_receive = clock::now(); });
+        ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
+            last_receive = clock::now();
+            if (kind == websocket::frame_type::pong)
+                ++counters.pongs_received;
+        });
         ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
             req.set(http::field::user_agent, cfg.user_agent);
             if (opts.subprotocol_auth)

@@ -119,6 +119,7 @@ struct session_stats {
     std::size_t inbox_dropped = 0;
     std::size_t heartbeats_sent = 0;
     std::size_t dead_peer_disconnects = 0; ///< connections dropped for silence (dead_peer_timeout)
+    std::size_t pongs_received = 0;        ///< answers to keepalive pings
     std::size_t pending = 0;           ///< requests awaiting a reply now
 };
 
