@@ -8,4 +8,6 @@ flavour=${1:-release}
 dir="$root/build"; [ "$flavour" = sanitize ] && dir="$root/build-sanitize"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-cd "$dir" && ctest --output-on-failure -j2
+(cd "$dir" && ctest --output-on-failure -j2)
+# Every doctest case ran under ctest, exactly once (names with ";" would silently run nothing).
+"$root/scripts/check_ctest_cases.sh" "$dir"

@@ -33,41 +33,44 @@ backoff::backoff(backoff_policy policy, random_source random)
 {
 }
 
+std::chrono::milliseconds backoff_policy::delay(unsigned attempt, double u) const noexcept
+{
+    using rep = std::chrono::milliseconds::rep;
+    const rep cap_ms = std::max<rep>(0, max.count());
+    const double cap = static_cast<double>(cap_ms);
+    const double first = static_cast<double>(std::max<rep>(0, initial.count()));
+
+    // In floating point, where overflow becomes infinity instead of wrapping; `!(d < cap)`
+    // also catches NaN from a nonsensical multiplier.
+    double d = first * std::pow(multiplier, static_cast<double>(attempt));
+    if (!(d < cap))
+        d = cap;
+    if (d < 0) // a negative multiplier
+        d = 0;
+
+    const double j = std::clamp(std::isnan(jitter) ? 0.0 : jitter, 0.0, 1.0);
+    if (j > 0) {
+        if (!(u >= 0)) // negative or NaN
+            u = 0;
+        u = std::min(u, std::nextafter(1.0, 0.0));
+        d *= 1 - j * u;
+    }
+    // The cap itself is returned as given: converting it back from a double could round
+    // past the largest representable count.
+    if (!(d < cap))
+        return std::chrono::milliseconds(cap_ms);
+    return std::chrono::milliseconds(static_cast<rep>(std::floor(d)));
+}
+
 std::optional<std::chrono::milliseconds> backoff::next_delay()
 {
     if (policy_.max_attempts != 0 && attempts_ >= policy_.max_attempts)
         return std::nullopt;
-
-    using rep = std::chrono::milliseconds::rep;
-    const rep cap_ms = std::max<rep>(0, policy_.max.count());
-    const double cap = static_cast<double>(cap_ms);
-    const double initial = static_cast<double>(std::max<rep>(0, policy_.initial.count()));
-
-    // In floating point, where overflow becomes infinity instead of wrapping; `!(d < cap)`
-    // also catches NaN from a nonsensical multiplier.
-    double delay = initial * std::pow(policy_.multiplier, static_cast<double>(attempts_));
-    if (!(delay < cap))
-        delay = cap;
-    if (delay < 0)  // a negative multiplier
-        delay = 0;
-
-    const double jitter = std::clamp(std::isnan(policy_.jitter) ? 0.0 : policy_.jitter, 0.0, 1.0);
-    if (jitter > 0) {
-        double u = random_();
-        if (!(u >= 0))  // negative or NaN
-            u = 0;
-        u = std::min(u, std::nextafter(1.0, 0.0));
-        delay *= 1 - jitter * u;
-    }
-
+    const auto d = policy_.delay(attempts_, policy_.jitter > 0 ? random_() : 0.0);
     // Saturate: wrapping to 0 would restart the schedule at `initial`.
     if (attempts_ != std::numeric_limits<unsigned>::max())
         ++attempts_;
-    // The cap itself is returned as given: converting it back from a double could round
-    // past the largest representable count.
-    if (!(delay < cap))
-        return std::chrono::milliseconds(cap_ms);
-    return std::chrono::milliseconds(static_cast<rep>(std::floor(delay)));
+    return d;
 }
 
 void backoff::connected(clock::time_point now)

@@ -1,6 +1,7 @@
 #include <lens/client.hpp>
 
 #include "detail/base64.hpp"
+#include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/rest.hpp"
 
@@ -14,6 +15,11 @@
 #include <boost/json/value_to.hpp>
 #include <boost/url/url.hpp>
 
+#include <lens/detail/deadline.hpp>
+#include <lens/event_stream.hpp>
+#include <lens/retry.hpp>
+#include <lens/session.hpp>
+
 #include <fstream>
 #include <random>
 
@@ -25,24 +31,6 @@ namespace json = boost::json;
 using detail::clock;
 
 namespace {
-
-/// `Retry-After` as delta-seconds; HTTP-dates are rare on APIs and fall back to our backoff.
-std::optional<std::chrono::milliseconds> retry_after(const detail::http_response& resp)
-{
-    const auto it = resp.find(http::field::retry_after);
-    if (it == resp.end())
-        return std::nullopt;
-    const auto value = it->value();
-    unsigned long seconds = 0;
-    if (value.empty() || value.size() > 9)
-        return std::nullopt;
-    for (char c : value) {
-        if (c < '0' || c > '9')
-            return std::nullopt;
-        seconds = seconds * 10 + static_cast<unsigned long>(c - '0');
-    }
-    return std::chrono::seconds(seconds);
-}
 
 std::string_view extension_of(std::string_view name)
 {
@@ -80,17 +68,17 @@ std::string_view content_type_for(std::string_view file_name) noexcept
 
 struct client::impl {
     asio::any_io_executor executor;
-    config cfg;
-    detail::origin where;
-    std::shared_ptr<asio::ssl::context> tls;
+    std::shared_ptr<const detail::endpoint> ep;
     std::vector<std::unique_ptr<detail::http_connection>> idle;
+    backoff jitter; ///< only its random source: the schedule is decide_retry's
 
     impl(asio::any_io_executor ex, config c)
-        : executor(std::move(ex)), cfg(std::move(c)), where(detail::parse_origin(cfg.endpoint, "client"))
+        : executor(std::move(ex)), ep(std::make_shared<const detail::endpoint>(std::move(c))),
+          jitter(ep->settings().retry.backoff)
     {
-        if (where.tls)
-            tls = detail::make_tls_context(cfg);
     }
+
+    const config& cfg() const noexcept { return ep->settings(); }
 
     asio::awaitable<std::unique_ptr<detail::http_connection>>
     acquire(clock::time_point deadline, std::string_view operation)
@@ -102,22 +90,21 @@ struct client::impl {
                 co_return conn;
         }
         // Each connection attempt gets `connect_timeout`, within what is left of the call's deadline.
-        const auto connect_deadline = std::min(deadline, clock::now() + cfg.connect_timeout);
-        co_return co_await detail::http_connection::connect(where, tls.get(), connect_deadline, operation);
+        const auto connect_deadline = std::min(deadline, detail::deadline_after(clock::now(), cfg().connect_timeout));
+        co_return co_await detail::http_connection::connect(ep->rest(), ep->tls_for(ep->rest()), connect_deadline,
+                                                            operation);
     }
 
     void release(std::unique_ptr<detail::http_connection> conn)
     {
-        if (idle.size() < cfg.max_idle_connections)
+        if (idle.size() < cfg().max_idle_connections)
             idle.push_back(std::move(conn));
     }
 
     detail::http_request build(const detail::rest_call& call) const
     {
-        detail::http_request req{call.method, where.target(call.path), 11};
-        req.set(http::field::host, where.host_header());
-        req.set(http::field::user_agent, cfg.user_agent);
-        req.set(http::field::authorization, "Bearer " + cfg.api_key);
+        detail::http_request req{call.method, ep->rest().target(call.path), 11};
+        ep->set_common_headers(req, ep->rest());
         req.set(http::field::accept, "application/json");
         if (!call.body.empty() || call.method == http::verb::post) {
             req.set(http::field::content_type, call.content_type.empty() ? "application/json" : call.content_type);
@@ -128,55 +115,52 @@ struct client::impl {
         return req;
     }
 
-    /// One call: attempts, backoff, deadline. Returns the final 2xx..4xx response
-    /// (4xx and exhausted transient statuses are thrown as lens::error).
-    asio::awaitable<detail::http_response> exchange(const detail::rest_call& call)
+    /// One call: attempts, backoff, deadline; every retry decided by lens::decide_retry.
+    /// Returns the final 2xx/3xx response; error statuses are thrown as lens::error.
+    /// `self` keeps the client's state alive for the whole call, whatever happens to
+    /// the `client` objects meanwhile.
+    static asio::awaitable<detail::http_response> exchange(std::shared_ptr<impl> self, const detail::rest_call& call,
+                                                           std::size_t body_limit)
     {
-        const auto deadline = clock::now() + cfg.timeout;
-        backoff schedule(cfg.retry.backoff);
+        const auto& cfg = self->cfg();
+        const auto deadline = detail::deadline_after(clock::now(), cfg.timeout);
         const unsigned max_attempts = std::max(1u, cfg.retry.max_attempts);
         for (unsigned attempt = 1;; ++attempt) {
             std::exception_ptr failure;
-            std::optional<std::chrono::milliseconds> server_wait;
+            attempt_failure what;
             try {
-                auto conn = co_await acquire(deadline, call.operation);
-                auto req = build(call);
-                auto resp = co_await conn->round_trip(req, deadline, cfg.max_body_size, call.operation);
+                auto conn = co_await self->acquire(deadline, call.operation);
+                auto req = self->build(call);
+                auto resp = co_await conn->round_trip(req, deadline, body_limit, call.operation);
                 if (resp.keep_alive())
-                    release(std::move(conn));
+                    self->release(std::move(conn));
                 const unsigned status = resp.result_int();
-                const bool transient = status == 429 || status >= 500;
                 if (status < 400)
                     co_return resp;
-                // A 429 was refused unprocessed; a 5xx may have been processed.
-                if (!transient || !(status == 429 || call.idempotent) || attempt >= max_attempts)
-                    throw detail::status_error(resp, call.operation);
-                server_wait = retry_after(resp);
-                failure = std::make_exception_ptr(detail::status_error(resp, call.operation));
+                what.code = status_condition(status);
+                what.request_sent = true;
+                what.server_delay = parse_retry_after(resp[http::field::retry_after]);
+                failure = std::make_exception_ptr(detail::status_error(resp, call.operation, *self->ep));
             } catch (const detail::transport_error& e) {
-                const bool safe = e.stage() == detail::failure_stage::connect || call.idempotent;
-                // A timeout is final once the call's deadline passed; a connection attempt that
-                // only ran out of `connect_timeout` is retried like any failed connect.
-                const bool out_of_time = e.code() == errc::timeout && clock::now() >= deadline;
-                const bool permanent = e.code() == errc::body_too_large || e.code() == errc::certificate_rejected;
-                if (out_of_time || permanent || !safe || attempt >= max_attempts)
-                    throw;
+                what.code = e.code();
+                what.request_sent = e.stage() != detail::failure_stage::connect;
                 failure = std::current_exception();
             }
-            auto delay = schedule.next_delay().value_or(cfg.retry.backoff.max);
-            if (server_wait && *server_wait > delay)
-                delay = *server_wait;
-            if (clock::now() + delay >= deadline)
-                std::rethrow_exception(failure); // waiting would outlive the deadline
-            asio::steady_timer timer(executor, delay);
+            const auto now = clock::now();
+            const auto next = decide_retry(cfg.retry.backoff, max_attempts, what, call.idempotent, attempt, now,
+                                           deadline, self->jitter.sample());
+            if (!next.retry)
+                std::rethrow_exception(failure);
+            asio::steady_timer timer(self->executor, next.at);
             co_await timer.async_wait(asio::use_awaitable);
         }
     }
 
-    asio::awaitable<json::value> call_json(const detail::rest_call& call)
+    static asio::awaitable<json::value> call_json(std::shared_ptr<impl> self, const detail::rest_call& call)
     {
-        auto resp = co_await exchange(call);
-        co_return detail::success_body(resp, call.operation);
+        const auto limit = self->cfg().max_reply_size;
+        auto resp = co_await exchange(self, call, limit);
+        co_return detail::success_body(resp, call.operation, *self->ep);
     }
 };
 
@@ -190,8 +174,8 @@ client::~client() = default;
 client::client(client&&) noexcept = default;
 client& client::operator=(client&&) noexcept = default;
 
-const config& client::configuration() const noexcept { return impl_->cfg; }
-asio::any_io_executor client::get_executor() const noexcept { return impl_->executor; }
+const config& client::configuration() const { return checked("client.configuration").cfg(); }
+asio::any_io_executor client::get_executor() const { return checked("client.get_executor").executor; }
 
 namespace {
 
@@ -267,108 +251,6 @@ std::string file_name_of(const std::string& path)
 
 } // namespace
 
-task<json::value> client::lens_info()
-{
-    co_return co_await impl_->call_json(rest_call::get("lens/info", "lens/info"));
-}
-
-task<std::vector<lens_record>> client::list_lenses()
-{
-    auto body = co_await impl_->call_json(rest_call::get(
-        metadata_query("lens/metadata"), "lens/metadata"));
-    co_return records_of<lens_record>(body, "lens/metadata");
-}
-
-task<lens_record> client::get_lens(std::string lens_id)
-{
-    auto body = co_await impl_->call_json(rest_call::get(
-        metadata_query("lens/metadata", "lens_id", lens_id),
-        "lens/metadata"));
-    auto all = records_of<lens_record>(body, "lens/metadata");
-    for (auto& r : all)
-        if (r.lens_id == lens_id)
-            co_return std::move(r);
-    throw lens::error(errc::not_found, "lens/metadata", "no lens " + lens_id);
-}
-
-task<lens_record> client::register_lens(std::string lens_name, json::object lens_config)
-{
-    auto call = rest_call::post("lens/register", register_body(lens_name, std::move(lens_config)), "lens/register");
-    auto body = co_await impl_->call_json(call);
-    co_return detail::decode<lens_record>(body, "lens/register");
-}
-
-task<lens_record> client::clone_lens(std::string lens_id)
-{
-    auto body = co_await impl_->call_json(
-        rest_call::post("lens/clone", json_member("lens_id", json::value(lens_id)), "lens/clone"));
-    co_return detail::decode<lens_record>(body, "lens/clone");
-}
-
-task<lens_record> client::modify_lens(std::string lens_id, json::object fields)
-{
-    fields["lens_id"] = lens_id;
-    auto body = co_await impl_->call_json(
-        rest_call::post("lens/modify", json_body(std::move(fields)), "lens/modify"));
-    co_return detail::decode<lens_record>(body, "lens/modify");
-}
-
-task<void> client::delete_lens(std::string lens_id)
-{
-    auto call = rest_call::post("lens/delete", json_member("lens_id", json::value(lens_id)), "lens/delete");
-    call.idempotent = true;
-    co_await impl_->call_json(call);
-}
-
-task<json::value> client::sessions_info()
-{
-    co_return co_await impl_->call_json(rest_call::get("lens/sessions/info", "sessions/info"));
-}
-
-task<std::vector<session_record>> client::list_sessions()
-{
-    auto body = co_await impl_->call_json(rest_call::get(
-        metadata_query("lens/sessions/metadata"),
-        "sessions/metadata"));
-    co_return records_of<session_record>(body, "sessions/metadata");
-}
-
-task<session_record> client::get_session(std::string session_id)
-{
-    auto body = co_await impl_->call_json(rest_call::get(
-        metadata_query("lens/sessions/metadata", "session_id", session_id),
-        "sessions/metadata"));
-    for (auto& r : records_of<session_record>(body, "sessions/metadata"))
-        if (r.session_id == session_id)
-            co_return std::move(r);
-    throw lens::error(errc::not_found, "sessions/metadata", "no session " + session_id);
-}
-
-task<session_record> client::create_session(std::string lens_id)
-{
-    auto body = co_await impl_->call_json(
-        rest_call::post("lens/sessions/create", json_member("lens_id", json::value(lens_id)), "sessions/create"));
-    co_return detail::decode<session_record>(body, "sessions/create");
-}
-
-task<session_record> client::destroy_session(std::string session_id)
-{
-    auto call = rest_call::post("lens/sessions/destroy", json_member("session_id", json::value(session_id)),
-                                "sessions/destroy");
-    call.idempotent = true; // destroying twice leaves the same state
-    auto body = co_await impl_->call_json(call);
-    co_return detail::decode<session_record>(body, "sessions/destroy");
-}
-
-task<json::value> client::process_event(std::string session_id, std::string type, json::value event_data)
-{
-    auto call = rest_call::post("lens/sessions/events/process",
-                                process_body(session_id, type, std::move(event_data)), "sessions/events/process");
-    auto body = co_await impl_->call_json(call);
-    scrub_secrets(body);
-    co_return body;
-}
-
 namespace {
 
 rest_call multipart_upload(std::string path, std::string_view operation, const std::string& file_name,
@@ -407,63 +289,251 @@ std::string read_whole_file(const std::filesystem::path& path, std::string_view 
 
 } // namespace
 
-task<file_record> client::upload_file(std::filesystem::path path)
+// Every operation is an ordinary member function that hands a copy of the shared state
+// to a coroutine: the coroutine never touches `this`, so the client object may be
+// destroyed (or moved from) while the call is in flight.
+namespace ops {
+
+using self_ptr = std::shared_ptr<client::impl>;
+
+/// The moved-from check, inside the coroutine: reported when the call is awaited.
+void require(const self_ptr& self, std::string_view operation)
 {
+    if (!self)
+        throw lens::error(errc::closed, std::string(operation), "the client was moved from");
+}
+
+task<json::value> call_json(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    co_return co_await client::impl::call_json(self, call);
+}
+
+template <class Record>
+task<std::vector<Record>> list(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    auto body = co_await client::impl::call_json(self, call);
+    co_return records_of<Record>(body, call.operation);
+}
+
+template <class Record>
+task<Record> one(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    auto body = co_await client::impl::call_json(self, call);
+    co_return detail::decode<Record>(body, call.operation);
+}
+
+/// A metadata list filtered by id: the record whose `member` is `id`, else not_found.
+template <class Record>
+task<Record> find(self_ptr self, rest_call call, std::string Record::*member, std::string id)
+{
+    require(self, call.operation);
+    auto body = co_await client::impl::call_json(self, call);
+    for (auto& r : records_of<Record>(body, call.operation))
+        if (r.*member == id)
+            co_return std::move(r);
+    throw lens::error(errc::not_found, std::string(call.operation), "no record with id " + id);
+}
+
+task<void> discard(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    co_await client::impl::call_json(self, call);
+}
+
+task<json::value> scrubbed(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    auto body = co_await client::impl::call_json(self, call);
+    scrub_secrets(body);
+    co_return body;
+}
+
+task<file_record> first_file(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    auto body = co_await client::impl::call_json(self, call);
+    if (body.is_array() && !body.get_array().empty())
+        co_return detail::decode<file_record>(body.get_array().front(), call.operation);
+    co_return detail::decode<file_record>(body, call.operation);
+}
+
+task<std::string> download(self_ptr self, rest_call call)
+{
+    require(self, call.operation);
+    auto resp = co_await client::impl::exchange(self, call, self->cfg().max_body_size);
+    co_return std::move(resp.body());
+}
+
+task<file_record> upload_path(self_ptr self, std::filesystem::path path)
+{
+    require(self, "files/upload");
     const auto name = path.filename().string();
     if (content_type_for(name).empty()) // reject before reading a possibly large file
         (void)multipart_upload("files", "files/upload", name, {});
     auto contents = read_whole_file(path, "files/upload");
-    co_return co_await upload_file(name, std::move(contents));
+    auto body = co_await client::impl::call_json(self, multipart_upload("files", "files/upload", name, contents));
+    co_return detail::decode<file_record>(body, "files/upload");
+}
+
+} // namespace ops
+
+client::impl& client::checked(const char* operation) const
+{
+    if (!impl_)
+        throw lens::error(errc::closed, operation, "the client was moved from");
+    return *impl_;
+}
+
+task<json::value> client::lens_info()
+{
+    return ops::call_json(impl_, rest_call::get("lens/info", "lens/info"));
+}
+
+task<std::vector<lens_record>> client::list_lenses()
+{
+    return ops::list<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata"), "lens/metadata"));
+}
+
+task<lens_record> client::get_lens(std::string lens_id)
+{
+    return ops::find<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata", "lens_id", lens_id),
+                                                        "lens/metadata"),
+                                  &lens_record::lens_id, lens_id); // copied: argument order is unspecified
+}
+
+task<lens_record> client::register_lens(std::string lens_name, json::object lens_config)
+{
+    return ops::one<lens_record>(
+        impl_, rest_call::post("lens/register", register_body(lens_name, std::move(lens_config)), "lens/register"));
+}
+
+task<lens_record> client::clone_lens(std::string lens_id)
+{
+    return ops::one<lens_record>(
+        impl_, rest_call::post("lens/clone", json_member("lens_id", json::value(lens_id)), "lens/clone"));
+}
+
+task<lens_record> client::modify_lens(std::string lens_id, json::object fields)
+{
+    fields["lens_id"] = lens_id;
+    return ops::one<lens_record>(impl_, rest_call::post("lens/modify", json_body(std::move(fields)), "lens/modify"));
+}
+
+task<void> client::delete_lens(std::string lens_id)
+{
+    auto call = rest_call::post("lens/delete", json_member("lens_id", json::value(lens_id)), "lens/delete");
+    call.idempotent = true;
+    return ops::discard(impl_, std::move(call));
+}
+
+task<json::value> client::sessions_info()
+{
+    return ops::call_json(impl_, rest_call::get("lens/sessions/info", "sessions/info"));
+}
+
+task<std::vector<session_record>> client::list_sessions()
+{
+    return ops::list<session_record>(impl_,
+                                     rest_call::get(metadata_query("lens/sessions/metadata"), "sessions/metadata"));
+}
+
+task<session_record> client::get_session(std::string session_id)
+{
+    return ops::find<session_record>(
+        impl_, rest_call::get(metadata_query("lens/sessions/metadata", "session_id", session_id), "sessions/metadata"),
+        &session_record::session_id, session_id); // copied: argument order is unspecified
+}
+
+task<session_record> client::create_session(std::string lens_id)
+{
+    return ops::one<session_record>(
+        impl_, rest_call::post("lens/sessions/create", json_member("lens_id", json::value(lens_id)), "sessions/create"));
+}
+
+task<session_record> client::destroy_session(std::string session_id)
+{
+    auto call = rest_call::post("lens/sessions/destroy", json_member("session_id", json::value(session_id)),
+                                "sessions/destroy");
+    call.idempotent = true; // destroying twice leaves the same state
+    return ops::one<session_record>(impl_, std::move(call));
+}
+
+task<json::value> client::process_event(std::string session_id, std::string type, json::value event_data)
+{
+    return ops::scrubbed(impl_, rest_call::post("lens/sessions/events/process",
+                                                process_body(session_id, type, std::move(event_data)),
+                                                "sessions/events/process"));
+}
+
+task<file_record> client::upload_file(std::filesystem::path path)
+{
+    return ops::upload_path(impl_, std::move(path));
 }
 
 task<file_record> client::upload_file(std::string file_name, std::string contents)
 {
     file_name = file_name_of(file_name);
-    auto call = multipart_upload("files", "files/upload", file_name, contents);
-    auto body = co_await impl_->call_json(call);
-    co_return detail::decode<file_record>(body, "files/upload");
+    return ops::one<file_record>(impl_, multipart_upload("files", "files/upload", file_name, contents));
 }
 
 task<file_record> client::upload_file_base64(std::string file_name, std::string contents)
 {
     file_name = file_name_of(file_name);
-    auto call = multipart_upload("files/base64", "files/upload-base64", file_name, detail::base64_encode(contents));
-    auto body = co_await impl_->call_json(call);
-    co_return detail::decode<file_record>(body, "files/upload-base64");
+    return ops::one<file_record>(
+        impl_, multipart_upload("files/base64", "files/upload-base64", file_name, detail::base64_encode(contents)));
 }
 
 task<json::value> client::files_info()
 {
-    co_return co_await impl_->call_json(rest_call::get("files/info", "files/info"));
+    return ops::call_json(impl_, rest_call::get("files/info", "files/info"));
 }
 
 task<std::vector<file_record>> client::list_files()
 {
-    auto body = co_await impl_->call_json(rest_call::get("files/metadata", "files/metadata"));
-    co_return records_of<file_record>(body, "files/metadata");
+    return ops::list<file_record>(impl_, rest_call::get("files/metadata", "files/metadata"));
 }
 
 task<file_record> client::get_file(std::string file_id)
 {
-    auto body = co_await impl_->call_json(
-        rest_call::get("files/metadata/" + detail::encode_segment(file_id), "files/metadata"));
-    if (body.is_array() && !body.get_array().empty())
-        co_return detail::decode<file_record>(body.get_array().front(), "files/metadata");
-    co_return detail::decode<file_record>(body, "files/metadata");
+    return ops::first_file(impl_, rest_call::get("files/metadata/" + detail::encode_segment(file_id), "files/metadata"));
 }
 
 task<std::string> client::download_file(std::string file_id)
 {
-    auto resp = co_await impl_->exchange(
-        rest_call::get("files/download/" + detail::encode_segment(file_id), "files/download"));
-    co_return std::move(resp.body());
+    return ops::download(impl_, rest_call::get("files/download/" + detail::encode_segment(file_id), "files/download"));
 }
 
 task<void> client::delete_file(std::string file_id)
 {
     auto call = rest_call::get("files/delete/" + detail::encode_segment(file_id), "files/delete");
     call.method = http::verb::delete_;
-    co_await impl_->call_json(call);
+    return ops::discard(impl_, std::move(call));
+}
+
+// ---- sessions and streams sharing the endpoint ----------------------------------
+
+task<session> client::open_session(const session_record& record, const session_options& opts) const
+{
+    return session::open(checked("session.open").ep, record.session_endpoint, opts);
+}
+
+task<session> client::open_session(const session_record& record) const
+{
+    return open_session(record, session::default_options());
+}
+
+event_stream client::events(std::string session_id, const event_stream_options& opts) const
+{
+    auto& i = checked("events");
+    return event_stream(i.executor, i.ep, std::move(session_id), opts);
+}
+
+event_stream client::events(std::string session_id) const
+{
+    return events(std::move(session_id), event_stream_options{});
 }
 
 } // namespace lens

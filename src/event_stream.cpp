@@ -2,6 +2,7 @@
 // See include/lens/event_stream.hpp for the contract.
 #include <lens/event_stream.hpp>
 
+#include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/origin.hpp"
 
@@ -83,12 +84,14 @@ struct outcome {
 } // namespace
 
 struct event_stream::impl : std::enable_shared_from_this<impl> {
-    impl(asio::any_io_executor executor, config c, std::string id, event_stream_options o)
+    impl(asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> e, std::string id,
+         event_stream_options o)
         : ex(std::move(executor))
-        , cfg(std::move(c))
+        , ep(std::move(e))
+        , cfg(ep->settings())
         , session_id(std::move(id))
         , opts(std::move(o))
-        , where(detail::parse_origin(cfg.endpoint, operation))
+        , where(ep->rest())
         , parser(opts.limits)
         , backoff(opts.reconnect)
         , consumer_wake(ex)
@@ -98,20 +101,19 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
         opts.queue_capacity = std::max<std::size_t>(1, opts.queue_capacity);
         opts.read_buffer_size = std::max<std::size_t>(256, opts.read_buffer_size);
         opts.parse_slice = std::max<std::size_t>(1, opts.parse_slice);
-        if (where.tls)
-            tls = detail::make_tls_context(cfg);
+        detail::endpoint::check_header_value("Last-Event-ID", opts.last_event_id, operation);
         parser.set_last_event_id(opts.last_event_id);
         delivered_id = opts.last_event_id;
         target = where.target("lens/sessions/consumer/" + boost::urls::encode(session_id, boost::urls::unreserved_chars));
     }
 
     asio::any_io_executor ex;
-    config cfg;
+    std::shared_ptr<const detail::endpoint> ep; ///< shared with the client: TLS, headers, redaction
+    const config& cfg;
     std::string session_id;
     event_stream_options opts;
     detail::origin where;
     std::string target;
-    std::shared_ptr<asio::ssl::context> tls;
     sse::parser parser;
     lens::backoff backoff;
 
@@ -261,17 +263,15 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
         p.body_limit(boost::none);
         try {
             conn = co_await detail::http_connection::connect(
-                where, tls.get(), std::min(head_deadline, clock_type::now() + cfg.connect_timeout), operation);
+                where, ep->tls_for(where), std::min(head_deadline, clock_type::now() + cfg.connect_timeout), operation);
             if (closed) {
                 out.kind = outcome::closed;
                 co_return out;
             }
             detail::http_request req(http::verb::get, target, 11);
-            req.set(http::field::host, where.host_header());
-            req.set(http::field::authorization, "Bearer " + cfg.api_key);
+            ep->set_common_headers(req, where);
             req.set(http::field::accept, "text/event-stream");
             req.set(http::field::cache_control, "no-cache");
-            req.set(http::field::user_agent, cfg.user_agent);
             if (!parser.last_event_id().empty())
                 req.set("Last-Event-ID", parser.last_event_id());
             co_await conn->write(req, head_deadline, operation);
@@ -518,7 +518,15 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
 
 event_stream::event_stream(asio::any_io_executor executor, config cfg, std::string session_id,
                            event_stream_options opts)
-    : impl_(std::make_shared<impl>(std::move(executor), std::move(cfg), std::move(session_id), std::move(opts)))
+    // A private endpoint (and TLS context): client::events shares the client's.
+    : event_stream(std::move(executor), std::make_shared<const detail::endpoint>(std::move(cfg)),
+                   std::move(session_id), std::move(opts))
+{
+}
+
+event_stream::event_stream(asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> ep,
+                           std::string session_id, event_stream_options opts)
+    : impl_(std::make_shared<impl>(std::move(executor), std::move(ep), std::move(session_id), std::move(opts)))
 {
 }
 

@@ -3,6 +3,8 @@
 
 #include <lens/error.hpp>
 
+#include "detail/redactor.hpp"
+
 #include <boost/json/serialize.hpp>
 
 #include <cctype>
@@ -181,29 +183,7 @@ void scrub_secrets(boost::json::object& o)
 
 void scrub_secrets(boost::json::value& root)
 {
-    // An explicit stack rather than recursion: depth is bounded by memory, not by the
-    // call stack, whatever nesting a reply (or a user-built value) has.
-    std::vector<boost::json::value*> pending{&root};
-    while (!pending.empty()) {
-        boost::json::value* v = pending.back();
-        pending.pop_back();
-        if (auto* o = v->if_object()) {
-            for (auto it = o->begin(); it != o->end();) {
-                if (iequals(it->key(), "api_key")) {
-                    // Not erase(): it moves the last member into the hole, reordering the
-                    // record. stable_erase() only disturbs members after `it`, none of
-                    // which is on the stack yet.
-                    it = o->stable_erase(it);
-                } else {
-                    pending.push_back(&it->value());
-                    ++it;
-                }
-            }
-        } else if (auto* a = v->if_array()) {
-            for (auto& item : *a)
-                pending.push_back(&item);
-        }
-    }
+    detail::redactor{}.scrub(root); // one walk for every redaction (detail/redactor.hpp)
 }
 
 session_record tag_invoke(boost::json::value_to_tag<session_record>, const boost::json::value& v)

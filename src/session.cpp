@@ -4,6 +4,7 @@
 
 #include <lens/detail/reply_matcher.hpp>
 
+#include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/rest.hpp"
 
@@ -134,22 +135,22 @@ using send_queue = boost::intrusive::list<
 struct session::impl : std::enable_shared_from_this<impl> {
     enum class state { connecting, connected, reconnecting, stopped };
 
-    impl(asio::any_io_executor executor, const config& c, std::string endpoint, session_options o)
-        : ex(executor), cfg(c), opts(std::move(o)),
-          where(detail::parse_origin(endpoint, "session.open")),
+    impl(asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> e, std::string_view endpoint,
+         session_options o)
+        : ex(executor), ep(std::move(e)), opts(std::move(o)),
+          where(ep->session_origin(endpoint, "session.open")),
           client_id(opts.client_id.empty() ? random_client_id() : opts.client_id),
           schedule(opts.reconnect), liveness_timer(ex), heartbeat_timer(ex), retry_timer(ex), state_signal(ex),
           inbox_signal(ex)
     {
-        if (where.tls)
-            tls = detail::make_tls_context(cfg);
+        if (opts.subprotocol_auth)
+            detail::endpoint::check_header_value("the API key", ep->auth_subprotocols(), "session.open");
     }
 
     asio::any_io_executor ex;
-    config cfg;
+    std::shared_ptr<const detail::endpoint> ep; ///< shared with the client: TLS, headers, redaction
     session_options opts;
     detail::origin where;
-    std::shared_ptr<asio::ssl::context> tls;
     std::string client_id;
     backoff schedule;
 
@@ -392,7 +393,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     asio::awaitable<void> connect()
     {
         const auto deadline = clock::now() + opts.connect_timeout;
-        auto conn = co_await detail::http_connection::connect(where, tls.get(), deadline, "session.connect");
+        auto conn = co_await detail::http_connection::connect(where, ep->tls_for(where), deadline, "session.connect");
         if (auto* plain = std::get_if<detail::http_connection::tcp_stream>(&conn->stream())) {
             auto c = std::make_shared<tcp_connection>(std::move(*plain));
             conn.reset();
@@ -424,12 +425,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 ++counters.pongs_received;
         });
         ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
-            req.set(http::field::user_agent, cfg.user_agent);
+            req.set(http::field::user_agent, ep->settings().user_agent);
             if (opts.subprotocol_auth)
-                req.set(http::field::sec_websocket_protocol,
-                        "authenticationauthorization.bearer." + cfg.api_key + ", event-protocol-v1");
+                req.set(http::field::sec_websocket_protocol, ep->auth_subprotocols());
             else
-                req.set(http::field::authorization, "Bearer " + cfg.api_key);
+                req.set(http::field::authorization, ep->authorization());
         }));
         ws.binary(true); // requests go out as binary frames
 
@@ -687,7 +687,13 @@ task<session> session::open(const config& cfg, const session_record& record, con
 
 task<session> session::open(const config& cfg, const std::string& endpoint, const session_options& opts)
 {
-    auto p = std::make_shared<impl>(co_await asio::this_coro::executor, cfg, endpoint, opts);
+    // A private endpoint (and TLS context): client::open_session shares the client's.
+    co_return co_await open(std::make_shared<const detail::endpoint>(cfg), endpoint, opts);
+}
+
+task<session> session::open(std::shared_ptr<const detail::endpoint> ep, std::string endpoint, session_options opts)
+{
+    auto p = std::make_shared<impl>(co_await asio::this_coro::executor, std::move(ep), endpoint, opts);
     auto ex = p->ex;
     asio::co_spawn(ex, impl::connect_loop(p, true), asio::detached);
     const auto deadline = clock::now() + p->opts.connect_timeout;

@@ -25,6 +25,13 @@ struct backoff_policy {
     std::chrono::milliseconds reset_after = std::chrono::seconds(30);
     /// Attempts before giving up; 0 means unlimited.
     unsigned max_attempts = 0;
+    /// The longest server hint (`Retry-After`, SSE `retry:`) honoured; longer hints are
+    /// clamped to it (see lens/retry.hpp).
+    std::chrono::milliseconds max_server_delay = std::chrono::seconds(60);
+
+    /// The delay before attempt `attempt + 1` (0-based `attempt`) for the jitter sample
+    /// `u` (clamped to [0, 1)): the schedule above as a pure function.
+    std::chrono::milliseconds delay(unsigned attempt, double u) const noexcept;
 };
 
 class backoff {
@@ -46,6 +53,10 @@ public:
     /// up for at least `reset_after`. A connection that drops sooner keeps backing off, so
     /// a server that accepts and immediately closes is not hammered.
     void disconnected(clock::time_point now);
+    /// A jitter sample from the random source, for `decide_retry` (lens/retry.hpp).
+    double sample() { return policy_.jitter > 0 ? random_() : 0.0; }
+    /// Count an attempt handed out by `decide_retry` (saturating).
+    void count_attempt() noexcept { if (attempts_ != ~0u) ++attempts_; }
     /// Start over from `initial`.
     void reset() noexcept { attempts_ = 0; }
 

@@ -13,8 +13,11 @@
 // Records handed out never contain the `api_key` field the server echoes.
 //
 // A client is a cheap handle: copies share the configuration and the connection
-// pool. Like Asio I/O objects, it is used from one thread (its executor's).
-// Per-call cancellation works: `co_await (c.list_sessions() || timer.async_wait())`.
+// pool. Every call keeps the shared state alive until it completes, so the last
+// copy may be destroyed while calls are in flight; a moved-from client fails every
+// call with errc::closed. Like Asio I/O objects, it is used from one thread (its
+// executor's). Per-call cancellation works:
+// `co_await (c.list_sessions() || timer.async_wait())`.
 #pragma once
 
 #include <lens/config.hpp>
@@ -37,6 +40,12 @@ namespace lens {
 template <class T>
 using task = boost::asio::awaitable<T>;
 
+class session;
+struct session_options;
+class event_stream;
+struct event_stream_options;
+namespace detail { class endpoint; }
+
 class client {
 public:
     client(boost::asio::any_io_executor executor, config cfg);
@@ -46,8 +55,23 @@ public:
     client(client&&) noexcept;
     client& operator=(client&&) noexcept;
 
-    const config& configuration() const noexcept;
-    boost::asio::any_io_executor get_executor() const noexcept;
+    /// Both throw errc::closed on a moved-from client.
+    const config& configuration() const;
+    boost::asio::any_io_executor get_executor() const;
+
+    // ---- sessions and streams that share this client's endpoint ------------
+    // Opened from the client, they use its TLS context (trust store loaded once), its
+    // header checks, its redaction and its session endpoint rule (config::session_hosts).
+    // Include lens/session.hpp and lens/event_stream.hpp to use them.
+
+    /// Opens the control channel of `record.session_endpoint` (see session::open).
+    task<session> open_session(const session_record& record, const session_options& opts) const;
+    /// \overload with default options (an overload, not a default argument: g++ 12).
+    task<session> open_session(const session_record& record) const;
+    /// The SSE consumer of `session_id`; connects on its first `connect()` or `next()`.
+    event_stream events(std::string session_id, const event_stream_options& opts) const;
+    /// \overload with default options.
+    event_stream events(std::string session_id) const;
 
     // ---- lenses --------------------------------------------------------
     task<boost::json::value> lens_info();
@@ -87,6 +111,8 @@ public:
     struct impl;
 
 private:
+    /// The moved-from check: a clear error naming `operation`, never a null dereference.
+    impl& checked(const char* operation) const;
     std::shared_ptr<impl> impl_;
 };
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace lens {
 
@@ -35,8 +36,17 @@ struct config {
     bool verify_peer = true;
     /// A PEM file of extra certificate authorities to trust (the emulator's CA in TLS mode).
     std::string ca_file;
-    /// Largest reply body accepted from a REST call.
+    /// Largest JSON reply body accepted from a REST call. Its parsed form may use at
+    /// most 8 times as many bytes (errc::body_too_large beyond), so no reply can make
+    /// lens allocate without bound (`[{},{},...]` is 3 bytes per object).
+    std::size_t max_reply_size = 8 * 1024 * 1024;
+    /// Largest file `download_file` accepts.
     std::size_t max_body_size = 64 * 1024 * 1024;
+    /// Hosts other than the endpoint's own whose `session_endpoint` may receive the API
+    /// key. By default a session's control channel is opened only on the REST
+    /// endpoint's host (and over wss when the endpoint is https); any other
+    /// `session_endpoint` is refused with errc::invalid_argument, nothing sent.
+    std::vector<std::string> session_hosts;
     /// Idle keep-alive connections kept per client.
     std::size_t max_idle_connections = 8;
     std::string user_agent = "lens-cpp/0.1 (+https://github.com/archetypeai)";

@@ -66,6 +66,8 @@
 
 namespace lens {
 
+namespace detail { class endpoint; }
+
 struct event_stream_options {
     /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
     /// in a co_await expression. Start from a named value and set members.
@@ -115,6 +117,10 @@ public:
                  event_stream_options opts);
     /// \overload with default options (an overload, not a default argument: see session.hpp).
     event_stream(boost::asio::any_io_executor executor, config cfg, std::string session_id);
+    /// Used by `client::events`: shares the client's endpoint (TLS context, header checks,
+    /// redaction).
+    event_stream(boost::asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> ep,
+                 std::string session_id, event_stream_options opts);
 
     event_stream(event_stream&&) noexcept;
     event_stream& operator=(event_stream&&) noexcept;

@@ -144,6 +144,10 @@ public:
         return open(cfg, session_endpoint, default_options());
     }
     static const session_options& default_options() noexcept;
+    /// Used by `client::open_session`: the control channel at `session_endpoint`, sharing
+    /// the client's endpoint (TLS context, header checks, redaction, host rule).
+    static task<session> open(std::shared_ptr<const detail::endpoint> ep, std::string session_endpoint,
+                              session_options opts);
 
     session(session&&) noexcept;
     session& operator=(session&&) noexcept;

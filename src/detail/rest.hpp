@@ -1,6 +1,7 @@
 // REST plumbing shared by the client: call descriptions, reply interpretation.
 #pragma once
 
+#include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 
 #include <lens/error.hpp>
@@ -35,13 +36,15 @@ struct rest_call {
     }
 };
 
-/// The `lens::error` for a non-success reply: condition from the status, the server's
-/// diagnostics from whatever body shape it sent.
-lens::error status_error(const http_response& resp, std::string_view operation);
+/// The `lens::error` for a non-success reply: condition from the status (lens/retry.hpp's
+/// table), the server's diagnostics from whatever body shape it sent, redacted.
+lens::error status_error(const http_response& resp, std::string_view operation, const endpoint& ep);
 
-/// The JSON body of a success reply; throws errc::invalid_response for a body that is
-/// not JSON and errc::api_error for a 2xx carrying `errors` or `is_valid: false`.
-boost::json::value success_body(const http_response& resp, std::string_view operation);
+/// The JSON body of a success reply, redacted; throws errc::invalid_response for a body
+/// that is not JSON, errc::body_too_large when its parsed form exceeds the budget
+/// (8 x config::max_reply_size), and errc::api_error for a 2xx carrying `errors` or
+/// `is_valid: false`.
+boost::json::value success_body(const http_response& resp, std::string_view operation, const endpoint& ep);
 
 /// A path segment percent-encoded (ids come from users and servers).
 std::string encode_segment(std::string_view segment);

@@ -11,7 +11,7 @@ namespace emulator = lens::emulator;
 
 TEST_SUITE("emulator rest") {
 
-TEST_CASE("every request needs the bearer key; the 401 body has the errors shape and no key")
+TEST_CASE("every request needs the bearer key - the 401 body has the errors shape and no key")
 {
     run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);

@@ -145,7 +145,7 @@ TEST_CASE("emulator sse: heartbeats count up and carry no id")
     }
 }
 
-TEST_CASE("emulator sse: events logged before any consumer are delivered; live ones follow")
+TEST_CASE("emulator sse: events logged before any consumer are delivered - live ones follow")
 {
     fixture f;
     f.emu.knobs().sse.csv_window_rows = 5;
@@ -200,7 +200,7 @@ TEST_CASE("emulator sse: line ends, chunks, BOM and comments do not change the e
     }
 }
 
-TEST_CASE("emulator sse: cut_after_events cuts inside the next event; resuming loses nothing")
+TEST_CASE("emulator sse: cut_after_events cuts inside the next event - resuming loses nothing")
 {
     fixture f;
     f.emu.knobs().sse.csv_window_rows = 2;
@@ -230,7 +230,7 @@ TEST_CASE("emulator sse: cut_after_events cuts inside the next event; resuming l
         CHECK(all[i].first == std::to_string(i + 1));
 }
 
-TEST_CASE("emulator sse: stall keeps the connection open and silent; heartbeats resume after it")
+TEST_CASE("emulator sse: stall keeps the connection open and silent - heartbeats resume after it")
 {
     fixture f;
     f.emu.knobs().sse.heartbeat_interval = 5ms;
@@ -255,7 +255,7 @@ TEST_CASE("emulator sse: stall keeps the connection open and silent; heartbeats 
     CHECK(types == std::vector<std::string>{"sse.stream.start", "sse.stream.heartbeat", "sse.stream.heartbeat"});
 }
 
-TEST_CASE("emulator sse: a missing file is an inference.error; video gives frames")
+TEST_CASE("emulator sse: a missing file is an inference.error - video gives frames")
 {
     fixture f;
     const auto id = f.session("", "");

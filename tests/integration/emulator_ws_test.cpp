@@ -50,7 +50,7 @@ json::object obj(std::string_view text)
 
 TEST_SUITE("emulator websocket") {
 
-TEST_CASE("upgrade: bearer header or subprotocol auth; refusals carry HTTP statuses")
+TEST_CASE("upgrade: bearer header or subprotocol auth - refusals carry HTTP statuses")
 {
     run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
@@ -208,7 +208,7 @@ TEST_CASE("input_stream.set validates file ids and stream configs")
     });
 }
 
-TEST_CASE("model.query: deterministic answers; replies of one type keep request order")
+TEST_CASE("model.query: deterministic answers - replies of one type keep request order")
 {
     run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;

@@ -307,7 +307,7 @@ TEST_CASE("event_stream: next() raced against a timer loses and repeats nothing"
     CHECK(s.statistics().events_delivered == evs.size());
 }
 
-TEST_CASE("event_stream: a slow consumer stops the reader; buffering stays bounded")
+TEST_CASE("event_stream: a slow consumer stops the reader - buffering stays bounded")
 {
     fixture f;
     f.emu.knobs().sse.csv_window_rows = 1;
@@ -486,7 +486,7 @@ TEST_CASE("event_stream: 401, 403, 404 and other 4xx fail at once with a clear e
     }
 }
 
-TEST_CASE("event_stream: 408, 429 and 5xx are retried; the request carries the right headers")
+TEST_CASE("event_stream: 408, 429 and 5xx are retried - the request carries the right headers")
 {
     raw_fixture f({status_reply(503), status_reply(429, "", "Retry-After: 0\r\n"), status_reply(408),
                    status_reply(500),
@@ -510,7 +510,7 @@ TEST_CASE("event_stream: 408, 429 and 5xx are retried; the request carries the r
     CHECK(req.find("Last-Event-ID") == std::string::npos);
 }
 
-TEST_CASE("event_stream: retries before the first connection are bounded; the error has no key")
+TEST_CASE("event_stream: retries before the first connection are bounded - the error has no key")
 {
     raw_fixture f({status_reply(502)});
     f.cfg.retry.max_attempts = 3;
@@ -600,7 +600,7 @@ TEST_CASE("event_stream: no body size limit")
     CHECK(got == n + 1);
 }
 
-TEST_CASE("event_stream: close() ends next(); a waiting next() returns nullopt")
+TEST_CASE("event_stream: close() ends next() - a waiting next() returns nullopt")
 {
     fixture f;
     const auto id = f.go(start_activity_session(f.client, "", ""));

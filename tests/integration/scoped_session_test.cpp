@@ -18,7 +18,6 @@ namespace emu = lens::emulator;
 using lens::task;
 using lens::test::contains;
 using lens::test::fixture;
-using lens::test::stopwatch;
 using namespace std::chrono_literals;
 
 const std::string mailbox(emu::builtin::mailbox);
@@ -101,7 +100,6 @@ TEST_CASE("scoped session: with_session destroys the session when the caller is 
         std::string seen;
         bool body_finished = false;
         asio::steady_timer short_timer(f.ctx, 100ms);
-        stopwatch t;
         auto body = [&](const lens::session_record& s) -> task<void> {
             seen = s.session_id;
             asio::steady_timer long_wait(co_await asio::this_coro::executor, 20s);
@@ -110,7 +108,6 @@ TEST_CASE("scoped session: with_session destroys the session when the caller is 
         };
         auto winner = co_await (lens::with_session(c, mailbox, body) || short_timer.async_wait(asio::use_awaitable));
         CHECK(winner.index() == 1);
-        CHECK(t.elapsed() < 5s);
         CHECK(!body_finished);
         REQUIRE(!seen.empty());
         // `||` completes only once both sides are done: the destroy already happened.

@@ -309,7 +309,7 @@ TEST_CASE("session: the model's timeout reply and error frames become errors of 
     });
 }
 
-TEST_CASE("session: reconnects after a drop; idempotent requests are resent, others fail")
+TEST_CASE("session: reconnects after a drop - idempotent requests are resent, others fail")
 {
     lens::emulator::options o;
     ws_harness h(o);
@@ -423,7 +423,7 @@ TEST_CASE("session: over wss, keepalive pings answered through TLS")
     });
 }
 
-TEST_CASE("session: refused upgrades — 401 and 404 stop at once, 503 is retried")
+TEST_CASE("session: refused upgrades - 401 and 404 stop at once, 503 is retried")
 {
     ws_harness h;
     h.run([&]() -> task<void> {

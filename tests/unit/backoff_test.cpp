@@ -187,7 +187,7 @@ TEST_SUITE("backoff")
         CHECK(*widest.next_delay() == ms::max());
     }
 
-    TEST_CASE("initial above max is capped; a NaN multiplier means max after the first")
+    TEST_CASE("initial above max is capped - a NaN multiplier means max after the first")
     {
         CHECK(*lens::backoff(exact(10s, 1s)).next_delay() == 1s);
         lens::backoff nan(exact(1ms, 1s, std::numeric_limits<double>::quiet_NaN()));

@@ -90,7 +90,7 @@ TEST_CASE("an abandoned entry keeps its place so its late reply is not handed to
     CHECK(m.match("session.validate")->id == 2);
 }
 
-TEST_CASE("error frames take the oldest request of any type; drain empties in send order")
+TEST_CASE("error frames take the oldest request of any type - drain empties in send order")
 {
     lens::detail::reply_matcher<entry> m;
     entry a("model.query", 1), b("session.status", 2), c("session.read", 3);

@@ -312,7 +312,7 @@ TEST_CASE("sse parser: an unfinished event is discarded")
     check_stream("", {}, "", {}, false);
 }
 
-TEST_CASE("sse parser: finish() ends one stream; the last id and retry carry over")
+TEST_CASE("sse parser: finish() ends one stream - the last id and retry carry over")
 {
     parser p;
     std::vector<event> got;

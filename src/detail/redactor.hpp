@@ -1,0 +1,40 @@
+// The secret boundary: the literal API key is removed from everything that comes
+// from the server before lens hands it to anyone.
+//
+// Servers echo the key (session records carry `api_key`; error bodies quote
+// "invalid token <key>"; a hostile server can put it anywhere, under any name, in
+// any escape form). Every string lens takes from the server — JSON replies, records,
+// error bodies and diagnostics, WebSocket frames, SSE events and ids — passes through
+// a redactor first, after JSON decoding, so escapes cannot hide the key.
+#pragma once
+
+#include <boost/json/fwd.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace lens::detail {
+
+class redactor {
+public:
+    /// What replaces each occurrence of the key.
+    static constexpr std::string_view mask = "[redacted]";
+
+    redactor() = default;
+    explicit redactor(std::string secret) : secret_(std::move(secret)) {}
+
+    /// Replaces every occurrence of the key in `s` with `mask`.
+    void scrub(std::string& s) const;
+    /// `s` with every occurrence of the key replaced.
+    std::string scrubbed(std::string_view s) const;
+    /// True when `s` holds the key.
+    bool leaks(std::string_view s) const noexcept;
+    /// Removes every member named `api_key` (any case) and replaces the key in every
+    /// string and member name, at any depth (an explicit stack: no recursion limit).
+    void scrub(boost::json::value& v) const;
+
+private:
+    std::string secret_;
+};
+
+} // namespace lens::detail

@@ -1,0 +1,92 @@
+// endpoint.cpp — the shared connection settings of a client (see detail/endpoint.hpp).
+#include "detail/endpoint.hpp"
+
+#include "detail/http_connection.hpp"
+
+#include <lens/error.hpp>
+
+#include <boost/beast/http/field.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace lens::detail {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) noexcept
+{
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+} // namespace
+
+endpoint::endpoint(config cfg)
+    : cfg_(std::move(cfg)), rest_(parse_origin(cfg_.endpoint, "client")), secrets_(cfg_.api_key)
+{
+    check_header_value("the API key", cfg_.api_key, "client");
+    check_header_value("the user agent", cfg_.user_agent, "client");
+    for (const auto& h : cfg_.session_hosts)
+        check_header_value("a session host", h, "client");
+    if (rest_.tls)
+        (void)tls(); // a bad CA file is reported here, at construction, not at the first call
+}
+
+boost::asio::ssl::context& endpoint::tls() const
+{
+    std::call_once(tls_once_, [this] { tls_ = make_tls_context(cfg_); });
+    return *tls_;
+}
+
+void endpoint::check_header_value(std::string_view what, std::string_view value, std::string_view operation)
+{
+    for (unsigned char c : value)
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            throw lens::error(errc::invalid_argument, std::string(operation),
+                              std::string(what) + " contains a control character (CR, LF or another); "
+                                                  "nothing was sent");
+}
+
+void endpoint::set_checked(http::fields& f, std::string_view name, std::string_view value,
+                           std::string_view operation)
+{
+    check_header_value(name, value, operation);
+    f.set(name, value);
+}
+
+void endpoint::set_common_headers(http::fields& f, const origin& where) const
+{
+    // Values checked at construction; the origin's host comes from a parsed URL.
+    f.set(http::field::host, where.host_header());
+    f.set(http::field::user_agent, cfg_.user_agent);
+    f.set(http::field::authorization, authorization());
+}
+
+std::string endpoint::auth_subprotocols() const
+{
+    return "authenticationauthorization.bearer." + cfg_.api_key + ", event-protocol-v1";
+}
+
+origin endpoint::session_origin(std::string_view url, std::string_view operation) const
+{
+    origin o = parse_origin(url, operation);
+    const bool same_host = iequals(o.host, rest_.host);
+    const bool listed = std::any_of(cfg_.session_hosts.begin(), cfg_.session_hosts.end(),
+                                    [&](const std::string& h) { return iequals(h, o.host); });
+    if (!same_host && !listed)
+        throw lens::error(errc::invalid_argument, std::string(operation),
+                          "the session endpoint's host '" + o.host + "' is not the REST endpoint's ('" +
+                              rest_.host +
+                              "'); the API key is not sent there (list it in config::session_hosts to allow it)");
+    if (rest_.tls && !o.tls)
+        throw lens::error(errc::invalid_argument, std::string(operation),
+                          "the session endpoint is not wss while the REST endpoint is https; the API key is "
+                          "not sent in plain text");
+    return o;
+}
+
+} // namespace lens::detail
