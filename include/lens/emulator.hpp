@@ -58,6 +58,8 @@ struct rest_knobs {
     unsigned html_next = 0;               ///< the next N replies are `502` with an HTML page
     unsigned garbage_next = 0;            ///< the next N replies are `200` with a non-JSON body
     std::size_t oversize_body = 0;        ///< when non-zero, the next reply is a 200 JSON body of this many bytes (then reset to 0)
+    std::string fail_body;                ///< when non-empty, the body of injected failures (as given: hostile bodies)
+    std::string body_next;                ///< when non-empty, the next reply is a 200 with this body (then cleared)
 };
 
 /// Faults of the WebSocket surface.

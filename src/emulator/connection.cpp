@@ -133,9 +133,13 @@ response unauthorized_response(const request& req)
 namespace {
 
 /// The body every injected REST failure carries.
-response injected_failure(const request& req, unsigned status, unsigned retry_after)
+response injected_failure(const request& req, unsigned status, unsigned retry_after, const std::string& body)
 {
     response res = json_response(req, status, json::object{{"detail", "injected fault"}});
+    if (!body.empty()) {
+        res.body() = body;
+        res.prepare_payload();
+    }
     if (retry_after > 0) {
         res.set(http::field::retry_after, std::to_string(retry_after));
         res.prepare_payload();
@@ -339,7 +343,7 @@ private:
         // Faults are decided on arrival so that the counting is deterministic, and
         // they are injected before the request touches any state: a retry of a
         // failed or dropped request is always safe.
-        enum class fault { none, drop, fail, html, garbage, oversize } f = fault::none;
+        enum class fault { none, drop, fail, html, garbage, oversize, given } f = fault::none;
         std::size_t oversize = 0;
         if (k.drop_next > 0) {
             --k.drop_next;
@@ -360,6 +364,8 @@ private:
         } else if (k.oversize_body > 0) {
             oversize = std::exchange(k.oversize_body, 0);
             f = fault::oversize;
+        } else if (!k.body_next.empty()) {
+            f = fault::given;
         }
 
         if (f == fault::drop)
@@ -368,7 +374,12 @@ private:
         std::chrono::milliseconds delay = k.delay;
         response res;
         switch (f) {
-        case fault::fail: res = injected_failure(req, k.fail_status, k.retry_after_seconds); break;
+        case fault::fail: res = injected_failure(req, k.fail_status, k.retry_after_seconds, k.fail_body); break;
+        case fault::given:
+            res = json_response(req, 200, json::object());
+            res.body() = std::exchange(k.body_next, std::string());
+            res.prepare_payload();
+            break;
         case fault::html: res = html_page(req); break;
         case fault::garbage: res = garbage_reply(req); break;
         case fault::oversize: res = oversize_reply(req, oversize); break;
