@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -29,6 +30,10 @@ void add_rest_commands(CLI::App& app, globals& g, action& run);      // lenses, 
 void add_emulator_commands(CLI::App& app, globals& g, action& run);  // emulator, demo
 void add_session_commands(CLI::App& app, globals& g, action& run);   // status, validate, read, query, input
 void add_sse_commands(CLI::App& app, globals& g, action& run);       // events, sse-decode
+
+/// A `--... SECONDS` option as a duration: saturating (1e10 or inf is "practically never",
+/// not an overflow into the past); NaN and negatives are rejected by the options' checks.
+std::chrono::milliseconds seconds_option(double seconds) noexcept;
 
 /// Prints one JSON value as a line on stdout.
 void print_json_line(const boost::json::value& v);

@@ -55,10 +55,9 @@ task<void> walk_through(lens::client& c)
     show(json::value_from(file));
 
     say("subscribe to its events (GET lens/sessions/consumer/...), then set the CSV as input over the WebSocket");
-    const auto cfg = c.configuration();
-    lens::event_stream events(co_await boost::asio::this_coro::executor, cfg, session.session_id);
+    auto events = c.events(session.session_id); // shares the client's endpoint
     co_await events.connect(); // attach before input_stream.set, as the API advises
-    auto channel = co_await lens::session::open(cfg, session);
+    auto channel = co_await c.open_session(session);
     show(co_await channel.set_input_stream(lens::csv_stream(file.file_id)));
     int results = 0;
     while (results < 3) {
@@ -80,7 +79,7 @@ task<void> walk_through(lens::client& c)
     say("a query lens session: model.query over the WebSocket (image QA, then bounding boxes)");
     auto qs = co_await c.create_session(std::string(lens::emulator::builtin::query));
     {
-        auto s = co_await lens::session::open(cfg, qs);
+        auto s = co_await c.open_session(qs);
         auto question = lens::query_request::image_qa("What is in the picture?", "\x89PNG demo image bytes");
         auto boxes = lens::query_request::bbox("Input: [person,car]", "\x89PNG demo image bytes");
         auto answer = co_await s.query(question);
@@ -92,7 +91,7 @@ task<void> walk_through(lens::client& c)
     say("a mailbox lens session: push data with session.update, drain it with session.read");
     auto ms = co_await c.create_session(std::string(lens::emulator::builtin::mailbox));
     {
-        auto s = co_await lens::session::open(cfg, ms);
+        auto s = co_await c.open_session(ms);
         const json::value reading = demo_reading();
         co_await s.update(reading);
         auto mail = co_await s.read();

@@ -2,6 +2,7 @@
 // line on stderr and exit status 1 (2 for usage errors, from CLI11).
 #include "cli/commands.hpp"
 
+#include <lens/detail/deadline.hpp>
 #include <lens/error.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -18,10 +19,15 @@ lens::config globals::make_config() const
     if (!api_key.empty())
         cfg.api_key = api_key;
     if (timeout_seconds > 0)
-        cfg.timeout = std::chrono::milliseconds(static_cast<long long>(timeout_seconds * 1000));
+        cfg.timeout = seconds_option(timeout_seconds);
     if (!ca_file.empty())
         cfg.ca_file = ca_file;
     return cfg;
+}
+
+std::chrono::milliseconds seconds_option(double seconds) noexcept
+{
+    return lens::detail::saturating_ms(std::chrono::duration<double>(seconds));
 }
 
 void print_json_line(const boost::json::value& v)

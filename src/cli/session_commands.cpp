@@ -30,7 +30,7 @@ action session_action(globals& g, std::shared_ptr<std::string> id, F call)
             opts.connect_timeout = cfg.timeout;
             if (explicit_timeout) // --timeout bounds model.query too (its default is 90 s)
                 opts.query_timeout = cfg.timeout;
-            auto s = co_await lens::session::open(cfg, record, opts);
+            auto s = co_await c.open_session(record, opts);
             co_return co_await call(s);
         }(cfg, *id, call, explicit_timeout));
         print_json_line(result);

@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 #include "cli/run.hpp"
 
+#include <lens/client.hpp>
 #include <lens/error.hpp>
 #include <lens/event_stream.hpp>
 #include <lens/sse/parser.hpp>
@@ -74,8 +75,8 @@ int events(const lens::config& cfg, const events_args& args)
     lens::event_stream_options opts;
     opts.last_event_id = args.last_event_id;
     if (args.idle_timeout_seconds > 0)
-        opts.idle_timeout = std::chrono::milliseconds(static_cast<long long>(args.idle_timeout_seconds * 1000));
-    lens::event_stream stream(ctx.get_executor(), cfg, args.session_id, opts);
+        opts.idle_timeout = seconds_option(args.idle_timeout_seconds);
+    auto stream = lens::client(ctx.get_executor(), cfg).events(args.session_id, opts);
     return run_blocking(ctx, [](lens::event_stream& stream, std::size_t max) -> boost::asio::awaitable<int> {
         std::size_t n = 0;
         while (auto ev = co_await stream.next()) {

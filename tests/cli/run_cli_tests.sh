@@ -293,6 +293,13 @@ no_secret ws_status_unknown
 # The environment variables work in place of the options.
 ARCHETYPE_API_ENDPOINT=$ENDPOINT ARCHETYPE_API_KEY=$KEY expect_ok env_config lenses list
 
+# A huge --timeout saturates ("practically never"); it used to wrap into the past and
+# fail at once with "deadline expired".
+expect_ok huge_timeout "${G[@]}" --timeout 1e10 lenses list
+# Header values with CR or LF are refused before anything is sent.
+expect_error header_injection "Last-Event-ID" "${G[@]}" events "$MAILBOX" --last-event-id $'7\r\nX-Injected: yes'
+expect_error key_injection "API key" --endpoint "$ENDPOINT" --api-key $'k\r\nX-Injected: yes' lenses list
+
 # ---- errors: one line on stderr naming the operation, non-zero status, no key -----------
 WRONG=wrong-key-CLI-0123456789
 expect_error wrong_key "sessions/metadata" --endpoint "$ENDPOINT" --api-key "$WRONG" sessions list
