@@ -2,16 +2,85 @@
 #include <lens/error.hpp>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <string>
+#include <string_view>
 
 namespace {
 
 boost::json::value json(const char* text)
 {
     return boost::json::parse(text);
+}
+
+// {"errors": [item(0), item(1), ...]}, built directly: parsing megabytes of text would
+// only slow the test down.
+template <class Item>
+boost::json::value errors_body(std::size_t n, Item item)
+{
+    boost::json::array a;
+    a.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+        a.emplace_back(item(i));
+    return boost::json::object{{"errors", std::move(a)}};
+}
+
+// prefix + i, built by appending (GCC 12 warns falsely about "literal" + std::string).
+std::string labelled(std::string_view prefix, std::size_t i, std::string_view suffix = {})
+{
+    std::string s(prefix);
+    s += std::to_string(i);
+    s += suffix;
+    return s;
+}
+
+std::size_t count(std::string_view text, std::string_view what)
+{
+    std::size_t n = 0;
+    for (auto pos = text.find(what); pos != std::string_view::npos; pos = text.find(what, pos + what.size()))
+        ++n;
+    return n;
+}
+
+// The N of a message ending in " (N more)", or 0 when there is no such note.
+std::size_t more_of(std::string_view text)
+{
+    constexpr std::string_view tail = " more)";
+    if (text.size() < tail.size() || text.substr(text.size() - tail.size()) != tail)
+        return 0;
+    const auto open = text.rfind(" (");
+    return open == std::string_view::npos ? 0 : std::stoul(std::string(text.substr(open + 2)));
+}
+
+// A value nested `depth` arrays deep around `leaf`, built without recursion.
+boost::json::value nested_arrays(std::size_t depth, boost::json::value leaf)
+{
+    for (std::size_t i = 0; i < depth; ++i) {
+        boost::json::array a;
+        a.emplace_back(std::move(leaf));
+        leaf = std::move(a);
+    }
+    return leaf;
+}
+
+// Destroys a deeply nested value one level at a time: value's destructor recurses.
+void dismantle(boost::json::value& v)
+{
+    for (;;) {
+        boost::json::value inner;
+        if (auto* a = v.if_array(); a && !a->empty())
+            inner = std::move(a->back());
+        else if (auto* o = v.if_object(); o && !o->empty())
+            inner = std::move(o->begin()->value());
+        else
+            return;
+        v = std::move(inner);
+    }
 }
 
 } // namespace
@@ -196,5 +265,184 @@ TEST_SUITE("error")
                       "lens/info");
         CHECK(e.code() == boost::system::errc::connection_refused);
         CHECK(std::string(e.what()).rfind("lens/info: ", 0) == 0);
+    }
+
+    TEST_CASE("80000 distinct errors keep the first max_server_errors and count the rest")
+    {
+        auto body = errors_body(80'000, [](std::size_t i) { return labelled("error ", i); });
+        auto errs = lens::parse_server_errors(body);
+        REQUIRE(errs.size() == lens::max_server_errors);
+        for (std::size_t i = 0; i < errs.size(); ++i)
+            CHECK(errs[i].message == labelled("error ", i));  // the first ones, in order
+        CHECK(errs.back().omitted_after == 80'000 - lens::max_server_errors);
+        for (std::size_t i = 0; i + 1 < errs.size(); ++i)
+            CHECK(errs[i].omitted_after == 0);
+
+        lens::error e(lens::errc::http_error, "sessions/create", {}, 400, errs);
+        const std::string what = e.what();
+        CHECK(what.size() <= e.operation().size() + lens::max_error_message);
+        CHECK(what.rfind("sessions/create: 400 bad request: error 0; error 1; ", 0) == 0);
+        CHECK(what.find("error 31 (79968 more)") != std::string::npos);
+        CHECK(more_of(what) == 79'968);
+    }
+
+    TEST_CASE("only a bounded prefix of a 200000 item array is examined")
+    {
+        // The first max_examined_server_errors items repeat one diagnostic and every later
+        // one is new: a parser reading past the bound would keep max_server_errors of them.
+        const std::size_t n = 200'000;
+        auto body = errors_body(n, [](std::size_t i) {
+            return i < lens::max_examined_server_errors ? std::string("same") : labelled("new ", i);
+        });
+        auto errs = lens::parse_server_errors(body);
+        REQUIRE(errs.size() == 1);
+        CHECK(errs[0].message == "same");
+        CHECK(errs[0].omitted_after == n - lens::max_examined_server_errors);  // counted, not read
+
+        lens::error e(lens::errc::http_error, "files/upload", {}, 400, errs);
+        CHECK(std::string(e.what()) == "files/upload: 400 bad request: same (198976 more)");
+
+        // Each array has its own bound: a flood in `errors` does not hide `detail` or `message`.
+        auto& o = body.as_object();
+        o["detail"] = "the detail";
+        o["message"] = "the message";
+        errs = lens::parse_server_errors(body);
+        REQUIRE(errs.size() == 3);
+        CHECK(errs[0].message == "same");
+        CHECK(errs[1].message == "the detail");
+        CHECK(errs[2].message == "the message");
+        CHECK(errs[2].omitted_after == n - lens::max_examined_server_errors);
+    }
+
+    TEST_CASE("repeats collapse and the first occurrence keeps its place")
+    {
+        auto errs = lens::parse_server_errors(json(R"({"errors": ["b", "a", "b", "c", "a", "c", "b"],
+                                                       "detail": ["a", "d"], "message": "b"})"));
+        REQUIRE(errs.size() == 4);
+        CHECK(errs[0].message == "b");
+        CHECK(errs[1].message == "a");
+        CHECK(errs[2].message == "c");
+        CHECK(errs[3].message == "d");
+        CHECK(errs[3].omitted_after == 0);
+
+        // The code is part of a diagnostic's identity.
+        errs = lens::parse_server_errors(json(R"({"errors": [{"code": "E1", "message": "m"},
+            {"code": "E2", "message": "m"}, {"code": "E1", "message": "m"}, "m"]})"));
+        REQUIRE(errs.size() == 3);
+        CHECK(errs[0].code == "E1");
+        CHECK(errs[1].code == "E2");
+        CHECK(errs[2].code.empty());
+
+        // Repeats past the cap are counted once: 40 distinct diagnostics, each sent 20 times.
+        auto body = errors_body(800, [](std::size_t i) { return labelled("d", i % 40); });
+        errs = lens::parse_server_errors(body);
+        REQUIRE(errs.size() == lens::max_server_errors);
+        CHECK(errs.back().omitted_after == 40 - lens::max_server_errors);
+    }
+
+    TEST_CASE("a 1 MB field is cut to max_server_error_field with an ellipsis")
+    {
+        const std::string huge(1 << 20, 'x');
+        boost::json::value body = {{"errors", {{{"code", huge}, {"message", huge}, {"suggestion", huge},
+                                                 {"error_uid", huge}}}}};
+        auto errs = lens::parse_server_errors(body);
+        REQUIRE(errs.size() == 1);
+        for (const std::string* field : {&errs[0].code, &errs[0].message, &errs[0].suggestion, &errs[0].error_uid}) {
+            CHECK(field->size() == lens::max_server_error_field);
+            CHECK(field->substr(field->size() - 3) == "...");
+            CHECK(field->find_first_not_of('x') == field->size() - 3);
+        }
+
+        // The cut never splits a UTF-8 sequence: "é" is two bytes.
+        std::string accents;
+        for (std::size_t i = 0; i < lens::max_server_error_field; ++i)
+            accents += "\xc3\xa9";
+        errs = lens::parse_server_errors(boost::json::value{{"detail", accents}});
+        REQUIRE(errs.size() == 1);
+        const std::string& m = errs[0].message;
+        REQUIRE(m.size() <= lens::max_server_error_field);
+        REQUIRE(m.size() > 3);
+        CHECK(m.substr(m.size() - 3) == "...");
+        const std::string kept = m.substr(0, m.size() - 3);
+        CHECK(kept.size() % 2 == 0);
+        CHECK(kept == accents.substr(0, kept.size()));
+
+        // A string just at the bound is kept whole.
+        const std::string exact(lens::max_server_error_field, 'y');
+        errs = lens::parse_server_errors(boost::json::value{{"message", exact}});
+        REQUIRE(errs.size() == 1);
+        CHECK(errs[0].message == exact);
+    }
+
+    TEST_CASE("huge non-string values are serialised only up to the field bound")
+    {
+        boost::json::object wide;
+        for (std::size_t i = 0; i < 100'000; ++i)
+            wide[labelled("member", i)] = i;
+        boost::json::value body = {{"detail", wide}, {"errors", {{{"code", wide}, {"message", "m"}}}}};
+        auto errs = lens::parse_server_errors(body);
+        REQUIRE(errs.size() == 2);
+        CHECK(errs[0].code.size() <= lens::max_server_error_field);
+        CHECK(errs[0].code.rfind(R"({"member0":0,)", 0) == 0);
+        CHECK(errs[0].message == "m");
+        // An object of unknown shape is kept as its (cut) JSON text.
+        CHECK(errs[1].message.size() == lens::max_server_error_field);
+        CHECK(errs[1].message.rfind(R"({"member0":0,)", 0) == 0);
+        CHECK(errs[1].message.substr(errs[1].message.size() - 3) == "...");
+
+        // 10,000 levels deep: only the first bytes are produced, and without recursion.
+        boost::json::value deep(boost::json::object_kind);
+        deep.as_object()["detail"].emplace_object()["nested"] = nested_arrays(10'000, "leaf");
+        errs = lens::parse_server_errors(deep);
+        REQUIRE(errs.size() == 1);
+        CHECK(errs[0].message.size() == lens::max_server_error_field);
+        CHECK(errs[0].message.rfind(R"({"nested":[[[[)", 0) == 0);
+        dismantle(deep);
+    }
+
+    TEST_CASE("the message is bounded whatever diagnostics the caller passes")
+    {
+        // 100 distinct diagnostics of 1000 bytes each, as a caller may build them by hand.
+        std::vector<lens::server_error> many;
+        for (std::size_t i = 0; i < 100; ++i)
+            many.push_back({{}, labelled("[", i, "]") + std::string(1000, 'z'), {}, {}});
+        lens::error e(lens::errc::api_error, "input_stream.set", {}, 0, many);
+        const std::string what = e.what();
+        CHECK(what.size() <= e.operation().size() + lens::max_error_message);
+        CHECK(what.rfind("input_stream.set: [0]zzz", 0) == 0);
+        const std::size_t shown = count(what, "[");
+        CHECK(shown >= 1);
+        CHECK(what.find(labelled("[", shown - 1, "]")) != std::string::npos);  // the first ones, in order
+        CHECK(shown + more_of(what) == 100);
+
+        // The error keeps at most max_server_errors of them, the rest counted on the last.
+        REQUIRE(e.server_errors().size() == lens::max_server_errors);
+        CHECK(e.server_errors().back().omitted_after == 100 - lens::max_server_errors);
+
+        // Fields longer than the bound are cut there too.
+        lens::error cut(lens::errc::api_error, "input_stream.set", {}, 0,
+                        {lens::server_error{"E", std::string(5000, 'q'), std::string(5000, 's'), {}}});
+        REQUIRE(cut.server_errors().size() == 1);
+        CHECK(cut.server_errors()[0].message.size() == lens::max_server_error_field);
+        CHECK(cut.server_errors()[0].suggestion.size() == lens::max_server_error_field);
+        CHECK(std::string(cut.what()).size() <= cut.operation().size() + lens::max_error_message);
+
+        // A detail too long for the bound is cut, and the diagnostics after it are counted.
+        lens::error long_detail(lens::errc::not_found, "files/delete", std::string(10'000, 'd'), 404,
+                                {lens::server_error{{}, "Not Found", {}, {}}});
+        const std::string w = long_detail.what();
+        CHECK(w.size() <= long_detail.operation().size() + lens::max_error_message);
+        CHECK(w.rfind("files/delete: 404 not found: ddd", 0) == 0);
+        CHECK(w.find("...") != std::string::npos);
+        CHECK(more_of(w) == 1);
+    }
+
+    TEST_CASE("a short list has no note and an exact message")
+    {
+        auto errs = lens::parse_server_errors(json(R"({"errors": ["one", "two"]})"));
+        REQUIRE(errs.size() == 2);
+        CHECK(errs.back().omitted_after == 0);
+        lens::error e(lens::errc::api_error, "sessions/create", {}, 200, errs);
+        CHECK(std::string(e.what()) == "sessions/create: 200 ok: one; two");
     }
 }
