@@ -3,6 +3,8 @@
 
 #include <lens/detail/deadline.hpp>
 
+#include <algorithm>
+
 #include <boost/asio/error.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/error.hpp>
@@ -85,7 +87,9 @@ retry_decision decide_retry(const backoff_policy& policy, unsigned max_attempts,
                             bool idempotent, unsigned attempts_made, std::chrono::steady_clock::time_point now,
                             std::chrono::steady_clock::time_point deadline, double u) noexcept
 {
-    const auto code = failure.code ? failure.code : make_error_code(errc::connection_failed);
+    // No code is a caller's bug: treat it as a lost connection, which is not "surely
+    // unprocessed", so a sent request that changes state is never repeated because of it.
+    const auto code = failure.code ? failure.code : make_error_code(errc::connection_lost);
     if (!is_retryable(code))
         return retry_decision::give_up(code);
     if (failure.request_sent && !idempotent && !is_surely_unprocessed(code))

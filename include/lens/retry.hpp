@@ -17,9 +17,11 @@
 //   server's hint (`Retry-After`, SSE `retry:`) when that is longer; the hint is
 //   clamped to `backoff_policy::max_server_delay`, so no server can stall a client
 //   for years or, with a tiny or overflowing value, make it storm.
-// - Time arithmetic saturates (see lens/deadline.hpp); a retry that would start at
+// - Time arithmetic saturates (see lens/detail/deadline.hpp); a retry that would start at
 //   or after the deadline gives up with the failure's own code.
-// - `max_attempts` counts attempts including the first; 0 means unlimited.
+// - `max_attempts` counts attempts including the first; 0 means unlimited. (Not the
+//   same count as `backoff_policy::max_attempts` of the stateful `lens::backoff`, which
+//   counts delays handed out, i.e. retries.)
 #pragma once
 
 #include <lens/backoff.hpp>
