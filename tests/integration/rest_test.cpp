@@ -1,7 +1,8 @@
 // Integration tests of the REST client against the in-process emulator, over
 // loopback on ephemeral ports, http and https. Every failure case checks the
-// condition, that the message names the operation, and that the call ended
-// within its deadline (no sleeps: time comes from emulator knobs and deadlines).
+// condition, that the message names the operation, and what the server saw
+// (request counts). No sleeps and no wall-clock assertions: the timing rules are
+// unit-tested on scripted time (tests/unit/retry_test.cpp).
 #include "integration/fixture.hpp"
 
 #include <lens/client.hpp>
