@@ -18,11 +18,11 @@ using namespace std::chrono_literals;
 namespace {
 
 /// One session's control loop: validate, a few status polls, a query with a local timeout.
-lens::task<void> drive(lens::client rest, lens::config cfg, int n)
+lens::task<void> drive(lens::client rest, int n)
 {
     co_await lens::with_session(rest, std::string(lens::emulator::builtin::query),
                                 [&](const lens::session_record& rec) -> lens::task<void> {
-        auto s = co_await lens::session::open(cfg, rec);
+        auto s = co_await rest.open_session(rec); // shares the client's endpoint (one TLS context)
         auto [status, validation] = co_await (s.status() && s.validate());
         std::cout << "session " << n << ": " << status.session_id << " " << lens::to_string(status.status)
                   << (validation.is_valid ? " valid" : " invalid") << '\n';
@@ -62,7 +62,7 @@ int main()
 
     int ticks = 0;
     asio::co_spawn(ctx, [&]() -> lens::task<void> {
-        auto all = drive(rest, cfg, 0) && drive(rest, cfg, 1) && drive(rest, cfg, 2) && drive(rest, cfg, 3);
+        auto all = drive(rest, 0) && drive(rest, 1) && drive(rest, 2) && drive(rest, 3);
         co_await (std::move(all) || ticker(&ticks)); // the ticker stops when every session is done
         emulator.stop();
     }, [](std::exception_ptr e) {
