@@ -6,6 +6,8 @@
 //
 // The emulator runs on its own thread (throughput) or in a child process
 // (memory, so that only the client's memory is counted).
+#include "process_support.hpp"
+
 #include <lens/client.hpp>
 #include <lens/emulator.hpp>
 #include <lens/session.hpp>
@@ -150,14 +152,6 @@ T run_sync(asio::awaitable<T> a)
     return f.get();
 }
 
-long resident_bytes()
-{
-    std::ifstream statm("/proc/self/statm");
-    long size = 0, resident = 0;
-    statm >> size >> resident;
-    return resident * sysconf(_SC_PAGESIZE);
-}
-
 double median(std::vector<double> v)
 {
     std::sort(v.begin(), v.end());
@@ -215,33 +209,13 @@ void throughput(int total, int rounds, const std::vector<int>& windows, const st
 void memory(int sessions)
 {
     // The emulator runs in a child process so that only the client's memory is counted.
-    int pipe_fds[2];
-    if (pipe(pipe_fds) != 0) throw std::runtime_error("pipe");
-    const pid_t child = fork();
-    if (child == 0) {
-        close(pipe_fds[0]);
-        asio::io_context ctx;
-        lens::emulator::options opts;
-        opts.max_sessions = static_cast<std::size_t>(sessions) + 10;
-        opts.ws.query_latency = std::chrono::milliseconds(0);
-        lens::emulator::server server(ctx.get_executor(), opts);
-        server.start();
-        const auto endpoint = server.endpoint() + "\n";
-        if (write(pipe_fds[1], endpoint.data(), endpoint.size()) < 0) _exit(1);
-        close(pipe_fds[1]);
-        asio::signal_set stop(ctx, SIGTERM);
-        stop.async_wait([&](auto, int) { server.stop(); });
-        ctx.run();
-        _exit(0);
-    }
-    close(pipe_fds[1]);
-    std::string endpoint;
-    char c;
-    while (read(pipe_fds[0], &c, 1) == 1 && c != '\n') endpoint += c;
-    close(pipe_fds[0]);
+    lens::emulator::options server_opts;
+    server_opts.max_sessions = static_cast<std::size_t>(sessions) + 10;
+    server_opts.ws.query_latency = std::chrono::milliseconds(0);
+    bench::emulator_process server(server_opts);
 
     lens::config cfg;
-    cfg.endpoint = endpoint;
+    cfg.endpoint = server.endpoint();
     cfg.api_key = "emulator-key";
     asio::io_context ctx;
     long before = 0, after = 0;
@@ -257,7 +231,7 @@ void memory(int sessions)
             auto warm = co_await lens::session::open(cfg, endpoints.back(), opts);
             co_await warm.validate();
         }
-        before = resident_bytes();
+        before = bench::resident_bytes();
         heap_before = mallinfo2().uordblks;
         std::vector<lens::session> open;
         open.reserve(sessions);
@@ -265,13 +239,11 @@ void memory(int sessions)
             open.push_back(co_await lens::session::open(cfg, e, opts));
         }
         for (auto& s : open) co_await s.validate(); // each has done one round trip, then idles
-        after = resident_bytes();
+        after = bench::resident_bytes();
         heap_after = mallinfo2().uordblks;
         for (auto& s : open) s.close();
     }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
     ctx.run();
-    kill(child, SIGTERM);
-    waitpid(child, nullptr, 0);
     std::printf("\nidle sessions on one thread: %d; client RSS %.1f MiB -> %.1f MiB; %.1f KiB per session "
                 "(heap in use: %.1f KiB per session)\n",
                 sessions, before / 1048576.0, after / 1048576.0, (after - before) / 1024.0 / sessions,

@@ -13,6 +13,8 @@
 // process of its own, so its RSS counts only that client. Reported per measurement:
 // RSS and heap growth per open idle session, sessions opened per second (wall), and
 // client CPU (user + system, getrusage) per session opened. Medians over the rounds.
+#include "process_support.hpp"
+
 #include <lens/client.hpp>
 #include <lens/emulator.hpp>
 #include <lens/session.hpp>
@@ -36,14 +38,6 @@ namespace asio = boost::asio;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-long resident_bytes()
-{
-    std::ifstream statm("/proc/self/statm");
-    long pages = 0, resident = 0;
-    statm >> pages >> resident;
-    return resident * sysconf(_SC_PAGESIZE);
-}
 
 double cpu_seconds()
 {
@@ -80,7 +74,7 @@ sample measure(const lens::config& cfg, const std::vector<lens::session_record>&
             auto warm = co_await lens::session::open(cfg, records.back(), opts);
             co_await warm.validate();
         }
-        const long rss0 = resident_bytes();
+        const long rss0 = bench::resident_bytes();
         const auto heap0 = mallinfo2().uordblks;
         const double cpu0 = cpu_seconds();
         const auto t0 = clock_type::now();
@@ -97,7 +91,7 @@ sample measure(const lens::config& cfg, const std::vector<lens::session_record>&
         for (auto& s : open)
             co_await s.validate(); // each has done one round trip, then idles
         const double n = static_cast<double>(records.size());
-        out.rss_kib = (resident_bytes() - rss0) / 1024.0 / n;
+        out.rss_kib = (bench::resident_bytes() - rss0) / 1024.0 / n;
         out.heap_kib = (static_cast<double>(mallinfo2().uordblks) - static_cast<double>(heap0)) / 1024.0 / n;
         out.opened_per_s = n / wall;
         out.cpu_ms = cpu * 1000.0 / n;
@@ -146,40 +140,15 @@ int main(int argc, char** argv)
     }
 
     // The emulator, with TLS, in its own process.
-    int pipe_fds[2];
-    if (pipe(pipe_fds) != 0)
-        return 1;
-    const pid_t server_pid = fork();
-    if (server_pid == 0) {
-        close(pipe_fds[0]);
-        asio::io_context ctx;
-        lens::emulator::options opts;
-        opts.tls = true;
-        opts.max_sessions = static_cast<std::size_t>(sessions) + 10;
-        lens::emulator::server server(ctx.get_executor(), opts);
-        server.start();
-        const auto line = server.endpoint() + "\n" + server.ca_file() + "\n";
-        if (write(pipe_fds[1], line.data(), line.size()) < 0)
-            _exit(1);
-        close(pipe_fds[1]);
-        asio::signal_set stop(ctx, SIGTERM);
-        stop.async_wait([&](auto, int) { server.stop(); });
-        ctx.run();
-        _exit(0);
-    }
-    close(pipe_fds[1]);
-    std::string endpoint, ca_file;
-    for (std::string* field : {&endpoint, &ca_file}) {
-        char c;
-        while (read(pipe_fds[0], &c, 1) == 1 && c != '\n')
-            *field += c;
-    }
-    close(pipe_fds[0]);
+    lens::emulator::options server_opts;
+    server_opts.tls = true;
+    server_opts.max_sessions = static_cast<std::size_t>(sessions) + 10;
+    bench::emulator_process server(server_opts);
 
     lens::config cfg;
-    cfg.endpoint = endpoint;
+    cfg.endpoint = server.endpoint();
     cfg.api_key = "emulator-key";
-    cfg.ca_file = ca_file;
+    cfg.ca_file = server.ca_file();
 
     std::vector<lens::session_record> records;
     {
@@ -210,7 +179,5 @@ int main(int argc, char** argv)
     for (int mode = 0; mode < 2; ++mode)
         std::printf("%-8s | %12.1f %12.1f | %12.0f | %14.2f   (median)\n", mode == 0 ? "shared" : "private",
                     median(rss[mode]), median(heap[mode]), median(rate[mode]), median(cpu[mode]));
-    kill(server_pid, SIGTERM);
-    waitpid(server_pid, nullptr, 0);
     return 0;
 }
