@@ -58,17 +58,16 @@ void endpoint::set_checked(http::fields& f, std::string_view name, std::string_v
     f.set(name, value);
 }
 
-void endpoint::set_common_headers(http::fields& f, const origin& where) const
+void endpoint::set_common_headers(http::fields& f, const origin& where, auth how) const
 {
     // Values checked at construction; the origin's host comes from a parsed URL.
     f.set(http::field::host, where.host_header());
     f.set(http::field::user_agent, cfg_.user_agent);
-    f.set(http::field::authorization, authorization());
-}
-
-std::string endpoint::auth_subprotocols() const
-{
-    return "authenticationauthorization.bearer." + cfg_.api_key + ", event-protocol-v1";
+    if (how == auth::websocket_subprotocol)
+        f.set(http::field::sec_websocket_protocol,
+              "authenticationauthorization.bearer." + cfg_.api_key + ", event-protocol-v1");
+    else
+        f.set(http::field::authorization, "Bearer " + cfg_.api_key);
 }
 
 origin endpoint::session_origin(std::string_view url, std::string_view operation) const

@@ -45,12 +45,15 @@ public:
     /// `tls()` when `where` needs TLS, else null.
     boost::asio::ssl::context* tls_for(const origin& where) const { return where.tls ? &tls() : nullptr; }
 
-    /// Sets Host, User-Agent and Authorization for a request to `where`.
-    void set_common_headers(boost::beast::http::fields& f, const origin& where) const;
-    /// "Bearer <key>".
-    std::string authorization() const { return "Bearer " + cfg_.api_key; }
-    /// `Sec-WebSocket-Protocol` value of subprotocol authentication.
-    std::string auth_subprotocols() const;
+    /// How a request carries the key.
+    enum class auth { bearer_header, websocket_subprotocol };
+
+    /// Sets Host, User-Agent and the key (`Authorization: Bearer <key>`, or for a
+    /// WebSocket upgrade with `auth::websocket_subprotocol`,
+    /// `Sec-WebSocket-Protocol: authenticationauthorization.bearer.<key>, event-protocol-v1`)
+    /// for a request to `where`. The one header builder of every request lens sends.
+    void set_common_headers(boost::beast::http::fields& f, const origin& where,
+                            auth how = auth::bearer_header) const;
 
     /// Sets `name: value` after checking `value` (throws errc::invalid_argument naming
     /// `operation` for a control character).
