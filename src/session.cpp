@@ -143,8 +143,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
           schedule(opts.reconnect), liveness_timer(ex), heartbeat_timer(ex), retry_timer(ex), state_signal(ex),
           inbox_signal(ex)
     {
-        if (opts.subprotocol_auth)
-            detail::endpoint::check_header_value("the API key", ep->auth_subprotocols(), "session.open");
     }
 
     asio::any_io_executor ex;
@@ -425,11 +423,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 ++counters.pongs_received;
         });
         ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
-            req.set(http::field::user_agent, ep->settings().user_agent);
-            if (opts.subprotocol_auth)
-                req.set(http::field::sec_websocket_protocol, ep->auth_subprotocols());
-            else
-                req.set(http::field::authorization, ep->authorization());
+            ep->set_common_headers(req, where,
+                                   opts.subprotocol_auth ? detail::endpoint::auth::websocket_subprotocol
+                                                         : detail::endpoint::auth::bearer_header);
         }));
         ws.binary(true); // requests go out as binary frames
 
