@@ -1,33 +1,47 @@
-// lens::event_stream: the reader coroutine, the bounded queue, reconnection.
-// See include/lens/event_stream.hpp for the contract.
+// lens::event_stream: the driver. It performs the I/O — one connection at a time, one
+// timer — and reports what happened to the sans-I/O core (detail/stream_fsm.hpp), which
+// decides every step: when to connect, read, pause, wait or give up, and what the
+// consumer receives. See include/lens/event_stream.hpp for the contract.
+//
+// Who runs what:
+// - the reader coroutine (one per stream, started by the first connect()/next()) owns
+//   the connection: it connects, reads, and waits on `reader_wake` when the FSM says
+//   `wait`;
+// - `timer` is armed for `fsm.wake_at()` (the reconnection delay or the idle deadline of
+//   the pending read); its handler asks the FSM what the expiry means: close the
+//   connection (the pending read then fails and the reader reports it) or wake the reader;
+// - next() and connect() take from the FSM and wait on `consumer_wake`.
+// close() stops all three: the FSM first, then the socket, the timer, a connection
+// attempt in progress (`reader_cancel`) and both waits. Nothing is detached without an
+// owner: the reader holds the stream's state alive while it finishes, and the timer's
+// handler holds it only weakly.
 #include <lens/event_stream.hpp>
 
 #include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/origin.hpp"
+#include "detail/stream_fsm.hpp"
 
 #include <lens/error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <algorithm>
-#include <cctype>
-#include <deque>
 #include <vector>
 
 namespace lens {
@@ -36,317 +50,141 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using clock_type = std::chrono::steady_clock;
+using step = detail::stream_fsm::step;
+using timer_step = detail::stream_fsm::timer_step;
 
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view operation = "events";
+/// The most of a refusal's body read for its diagnostics.
 constexpr std::size_t max_error_body = 64 * 1024;
 
-bool is_event_stream(std::string_view content_type)
-{
-    content_type = content_type.substr(0, content_type.find(';'));
-    while (!content_type.empty() && std::isspace(static_cast<unsigned char>(content_type.back())))
-        content_type.remove_suffix(1);
-    while (!content_type.empty() && std::isspace(static_cast<unsigned char>(content_type.front())))
-        content_type.remove_prefix(1);
-    constexpr std::string_view want = "text/event-stream";
-    return content_type.size() == want.size() &&
-           std::equal(want.begin(), want.end(), content_type.begin(), [](char a, char b) {
-               return a == std::tolower(static_cast<unsigned char>(b));
-           });
-}
+/// Wakes one waiting coroutine: a timer that never expires, cancelled to wake (the Asio
+/// idiom for an event). The waiter re-checks its condition after every wake-up, so a
+/// notification while nobody waits is simply not needed.
+class wake_signal {
+public:
+    explicit wake_signal(const asio::any_io_executor& ex) : timer_(ex) {}
 
-/// `Retry-After` in seconds (the HTTP-date form is ignored).
-std::chrono::milliseconds retry_after(std::string_view v)
-{
-    unsigned long long s = 0;
-    if (v.empty() || v.size() > 9)
-        return {};
-    for (char c : v) {
-        if (c < '0' || c > '9')
-            return {};
-        s = s * 10 + static_cast<unsigned>(c - '0');
+    asio::awaitable<void> wait()
+    {
+        struct waiting_flag {
+            bool& flag;
+            explicit waiting_flag(bool& f) : flag(f) { flag = true; }
+            ~waiting_flag() { flag = false; }
+        } flag(waiting_);
+        timer_.expires_at(clock_type::time_point::max());
+        boost::system::error_code ec;
+        co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    return std::chrono::seconds(s);
-}
 
-/// How one connection attempt ended, when it is not final.
-struct outcome {
-    enum kind_t { ended, closed, lost } kind = lost;
-    boost::system::error_code ec;     ///< why it was lost
-    std::string detail;
-    unsigned status = 0;
-    std::chrono::milliseconds retry_after{0};
-    bool progress = false;            ///< a new event id arrived on this connection
+    void notify()
+    {
+        if (waiting_)
+            timer_.cancel();
+    }
+
+private:
+    asio::steady_timer timer_;
+    bool waiting_ = false;
 };
+
+using body_parser = http::response_parser<http::buffer_body>;
 
 } // namespace
 
 struct event_stream::impl : std::enable_shared_from_this<impl> {
     impl(asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> e, std::string id,
-         event_stream_options o)
+         const event_stream_options& opts)
         : ex(std::move(executor))
         , ep(std::move(e))
-        , cfg(ep->settings())
         , session_id(std::move(id))
-        , opts(std::move(o))
         , where(ep->rest())
-        , parser(opts.limits)
-        , backoff(opts.reconnect)
+        , target(where.target("lens/sessions/consumer/" +
+                              boost::urls::encode(session_id, boost::urls::unreserved_chars)))
+        , fsm(opts, ep->settings(), ep->secrets())
+        , read_buffer_size(std::max<std::size_t>(256, opts.read_buffer_size))
+        , timer(ex)
+        , reader_wake(ex)
         , consumer_wake(ex)
-        , space_wake(ex)
-        , retry_timer(ex)
     {
-        opts.queue_capacity = std::max<std::size_t>(1, opts.queue_capacity);
-        opts.read_buffer_size = std::max<std::size_t>(256, opts.read_buffer_size);
-        opts.parse_slice = std::max<std::size_t>(1, opts.parse_slice);
+        // Here, not at the first connect(): a CR or LF must be refused before anything
+        // could be sent, and the constructor already reports bad configuration.
         detail::endpoint::check_header_value("Last-Event-ID", opts.last_event_id, operation);
-        parser.set_last_event_id(opts.last_event_id);
-        delivered_id = opts.last_event_id;
-        target = where.target("lens/sessions/consumer/" + boost::urls::encode(session_id, boost::urls::unreserved_chars));
     }
 
     asio::any_io_executor ex;
     std::shared_ptr<const detail::endpoint> ep; ///< shared with the client: TLS, headers, redaction
-    const config& cfg;
     std::string session_id;
-    event_stream_options opts;
     detail::origin where;
     std::string target;
-    sse::parser parser;
-    lens::backoff backoff;
+    detail::stream_fsm fsm;
+    std::size_t read_buffer_size;
 
-    struct queued_event {
-        session_event ev;
-        std::size_t bytes;
-    };
-    std::deque<queued_event> queue;
-    std::size_t queued_bytes = 0;
+    asio::steady_timer timer;                 ///< armed for fsm.wake_at()
+    clock_type::time_point timer_due = clock_type::time_point::max();
+    bool timer_armed = false;
+    std::uint64_t timer_generation = 0;       ///< a handler of an older wait does nothing
+    wake_signal reader_wake;
+    wake_signal consumer_wake;
+    asio::cancellation_signal reader_cancel;  ///< close() ends a connection attempt in progress
 
-    asio::steady_timer consumer_wake; // next() / connect() wait here for the reader
-    asio::steady_timer space_wake;    // the reader waits here for room in the queue
-    asio::steady_timer retry_timer;   // the reader's reconnection delay
     std::unique_ptr<detail::http_connection> conn;
+    std::optional<body_parser> reply;
     std::vector<char> read_buffer;
 
-    // The idle watchdog of the current connection (see read_body()).
-    asio::steady_timer* watchdog_timer = nullptr;
-    std::uint64_t connection_seq = 0;
-    clock_type::time_point read_started;
-    bool reading = false;
-    bool idle_fired = false;
-
     bool started = false;
-    bool connected_once = false;
-    bool stream_ended = false;        // sse.stream.end received
-    bool closed = false;              // close() called
-    bool reader_done = false;
-    bool consumer_waiting = false;
-    bool reader_paused = false;
+    bool connecting = false;                  ///< the reader is in http_connection::connect
     bool consumer_busy = false;
-    std::exception_ptr failure;
-    std::string delivered_id;
-    std::string connection_start_id;  // the parser's last id when this connection began
-    event_stream_stats stats;
 
-    // ---- consumer side ---------------------------------------------------
+    clock_type::time_point now() const { return clock_type::now(); }
+
+    // ---- lifecycle ------------------------------------------------------------
 
     void start()
     {
         if (started)
             return;
         started = true;
-        asio::co_spawn(ex, run(shared_from_this()), asio::detached);
-    }
-
-    void wake_consumer()
-    {
-        if (consumer_waiting)
-            consumer_wake.cancel();
-    }
-
-    void wake_reader()
-    {
-        if (reader_paused)
-            space_wake.cancel();
+        // The completion handler keeps the state (and `reader_cancel`, whose slot the
+        // coroutine machinery holds until the very end) alive until the reader is gone.
+        asio::co_spawn(ex, run(shared_from_this()),
+                       asio::bind_cancellation_slot(reader_cancel.slot(),
+                                                    [keep = shared_from_this()](std::exception_ptr) {}));
     }
 
     void close() noexcept
     {
-        if (closed)
-            return;
-        closed = true;
+        fsm.close();
+        try {
+            drop_socket();
+            stop_timer();
+            if (connecting) {
+                // Emitted from a handler of the context, never from here: the emission
+                // reaches the coroutine through a dispatch, which outside the context's
+                // run() is a post that could outlive this state (the stream's destructor
+                // calls close()). The handler keeps the state alive until it has run.
+                asio::post(ex, [self = shared_from_this()] {
+                    if (self->connecting)
+                        self->reader_cancel.emit(asio::cancellation_type::terminal);
+                });
+            }
+            reader_wake.notify();
+            consumer_wake.notify();
+        } catch (...) {
+            // Cancelling timers and operations does not fail in practice; nothing to report.
+        }
+    }
+
+    /// Closes the socket; the reader, which owns the connection, releases it.
+    void drop_socket() noexcept
+    {
         if (conn)
             conn->close();
-        retry_timer.cancel();
-        space_wake.cancel();
-        if (watchdog_timer)
-            watchdog_timer->cancel();
-        consumer_wake.cancel();
     }
 
-    /// Waits for the reader to change something. Throws operation_aborted when cancelled.
-    asio::awaitable<void> wait_for_reader()
-    {
-        consumer_waiting = true;
-        consumer_wake.expires_at(clock_type::time_point::max());
-        boost::system::error_code ec;
-        co_await consumer_wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        consumer_waiting = false;
-    }
-
-    // ---- the reader --------------------------------------------------------
-
-    static asio::awaitable<void> run(std::shared_ptr<impl> self)
-    {
-        try {
-            co_await self->read_loop();
-        } catch (const lens::error&) {
-            self->failure = std::current_exception();
-        } catch (const std::exception& e) {
-            self->failure = std::make_exception_ptr(lens::error(errc::connection_lost, std::string(operation), e.what()));
-        }
-        self->reader_done = true;
-        if (self->conn) {
-            self->conn->close();
-            self->conn.reset();
-        }
-        self->wake_consumer();
-    }
-
-    asio::awaitable<void> read_loop()
-    {
-        read_buffer.resize(opts.read_buffer_size);
-        outcome last;
-        for (;;) {
-            if (closed)
-                co_return;
-            last = co_await attempt();
-            if (last.kind != outcome::lost || closed)
-                co_return;
-            if (last.ec == errc::certificate_rejected)
-                give_up(last); // configuration, not weather: retrying cannot help
-            if (last.progress)
-                backoff.reset();
-            // Before the first success the stream is retried like a REST call.
-            if (!connected_once && stats.attempts >= std::max(1u, cfg.retry.max_attempts))
-                give_up(last);
-            auto delay = backoff.next_delay();
-            if (!delay)
-                give_up(last);
-            if (auto r = parser.retry(); r && *r > *delay)
-                delay = r;
-            if (last.retry_after > *delay)
-                delay = last.retry_after;
-            retry_timer.expires_after(*delay);
-            boost::system::error_code ec;
-            co_await retry_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        }
-    }
-
-    [[noreturn]] void give_up(const outcome& last)
-    {
-        throw lens::error(last.ec ? last.ec : make_error_code(errc::connection_failed), std::string(operation),
-                          "session " + session_id + ": gave up after " + std::to_string(stats.attempts) +
-                              " attempts: " + last.detail,
-                          last.status);
-    }
-
-    /// One connection: connect, request, check the reply, read the body.
-    asio::awaitable<outcome> attempt()
-    {
-        ++stats.attempts;
-        outcome out;
-        const auto head_deadline = clock_type::now() + cfg.timeout;
-        http::response_parser<http::buffer_body> p;
-        p.body_limit(boost::none);
-        try {
-            conn = co_await detail::http_connection::connect(
-                where, ep->tls_for(where), std::min(head_deadline, clock_type::now() + cfg.connect_timeout), operation);
-            if (closed) {
-                out.kind = outcome::closed;
-                co_return out;
-            }
-            detail::http_request req(http::verb::get, target, 11);
-            ep->set_common_headers(req, where);
-            req.set(http::field::accept, "text/event-stream");
-            req.set(http::field::cache_control, "no-cache");
-            if (!parser.last_event_id().empty())
-                req.set("Last-Event-ID", parser.last_event_id());
-            co_await conn->write(req, head_deadline, operation);
-        } catch (const detail::transport_error& e) {
-            out.ec = e.code();
-            out.detail = e.what();
-            drop_connection();
-            co_return out;
-        }
-
-        conn->tcp().expires_at(head_deadline);
-        auto [hec, hn] = co_await std::visit(
-            [&](auto& s) { return http::async_read_header(s, conn->buffer(), p, nothrow); }, conn->stream());
-        if (hec) {
-            out.ec = detail::classify_transport_error(hec, errc::connection_lost);
-            out.detail = "reading the reply head: " + hec.message();
-            drop_connection();
-            co_return out;
-        }
-        if (closed) {
-            drop_connection();
-            out.kind = outcome::closed;
-            co_return out;
-        }
-
-        const unsigned status = p.get().result_int();
-        if (status != 200) {
-            std::string body = co_await read_error_body(p, head_deadline);
-            drop_connection();
-            out.status = status;
-            out.detail = std::to_string(status) + " from the consumer endpoint";
-            if (status == 408 || status == 429 || status >= 500) {
-                ++stats.retried_statuses;
-                out.ec = status == 429 ? errc::rate_limited : status == 408 ? errc::timeout : errc::server_error;
-                out.retry_after = retry_after(p.get()[http::field::retry_after]);
-                co_return out;
-            }
-            std::vector<server_error> said;
-            boost::system::error_code jec;
-            auto json = boost::json::parse(body, jec);
-            if (!jec)
-                said = parse_server_errors(json);
-            const errc code = status == 401 || status == 403 ? errc::unauthorized
-                            : status == 404                  ? errc::not_found
-                                                             : errc::http_error;
-            throw lens::error(code, std::string(operation), "session " + session_id, status, std::move(said));
-        }
-        if (!is_event_stream(p.get()[http::field::content_type])) {
-            const std::string type(p.get()[http::field::content_type]);
-            drop_connection();
-            throw lens::error(errc::not_event_stream, std::string(operation),
-                              "session " + session_id + ": the reply is '" + (type.empty() ? "no content type" : type) +
-                                  "', not text/event-stream",
-                              status);
-        }
-
-        // Accepted.
-        ++stats.connections;
-        if (connected_once)
-            ++stats.reconnects;
-        connected_once = true;
-        backoff.connected(clock_type::now());
-        connection_start_id = parser.last_event_id();
-        wake_consumer();
-
-        out = co_await read_body(p);
-        out.progress = parser.last_event_id() != connection_start_id;
-        drop_connection();
-        if (parser.finish())
-            ++stats.half_events_discarded;
-        backoff.disconnected(clock_type::now());
-        co_return out;
-    }
-
-    void drop_connection() noexcept
+    void release_connection() noexcept
     {
         if (conn) {
             conn->close();
@@ -354,165 +192,204 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    /// The body of a refusal, for its diagnostics (bounded).
-    asio::awaitable<std::string> read_error_body(http::response_parser<http::buffer_body>& p,
-                                                 clock_type::time_point deadline)
+    // ---- the timer ----------------------------------------------------------------
+
+    /// Arms the timer for the FSM's wake-up time, unless a wait that ends no later is
+    /// already armed: it fires, finds nothing due, and re-arms — one wait per idle period
+    /// instead of one per read.
+    void sync_timer()
+    {
+        const auto due = fsm.wake_at();
+        if (due == clock_type::time_point::max() || (timer_armed && timer_due <= due))
+            return;
+        timer_armed = true;
+        timer_due = due;
+        const auto generation = ++timer_generation;
+        timer.expires_at(due); // cancels the earlier wait; its handler sees an old generation
+        timer.async_wait([weak = weak_from_this(), generation](boost::system::error_code ec) {
+            auto self = weak.lock();
+            if (!self || generation != self->timer_generation)
+                return;
+            self->timer_armed = false;
+            if (!ec)
+                self->on_timer();
+        });
+    }
+
+    void stop_timer()
+    {
+        ++timer_generation;
+        timer_armed = false;
+        timer.cancel();
+    }
+
+    void on_timer()
+    {
+        switch (fsm.on_timer(now())) {
+        case timer_step::drop_connection:
+            drop_socket(); // the pending read fails; the reader reports the end
+            break;
+        case timer_step::wake_reader:
+            reader_wake.notify();
+            break;
+        case timer_step::none:
+            break;
+        }
+        sync_timer();
+    }
+
+    // ---- the reader -------------------------------------------------------------
+
+    static asio::awaitable<void> run(std::shared_ptr<impl> self)
+    {
+        try {
+            co_await self->drive();
+        } catch (const std::exception& e) {
+            // After close() this is the cancelled wait or connect (the FSM ignores it);
+            // otherwise something unexpected, reported as a lost connection.
+            self->fsm.abort(errc::connection_lost, e.what());
+        }
+        self->connecting = false;
+        self->release_connection();
+        self->stop_timer();
+        self->consumer_wake.notify();
+    }
+
+    asio::awaitable<void> drive()
+    {
+        read_buffer.resize(read_buffer_size);
+        step next = fsm.start(now());
+        for (;;) {
+            sync_timer();
+            consumer_wake.notify(); // events, a connection or the end: the consumer re-checks
+            switch (next) {
+            case step::connect:
+                next = co_await attempt();
+                break;
+            case step::read:
+                next = co_await read_some();
+                break;
+            case step::wait:
+                co_await reader_wake.wait();
+                next = fsm.resume(now());
+                break;
+            case step::stop:
+                co_return;
+            }
+        }
+    }
+
+    /// One connection attempt: connect, send the request, read the reply head.
+    asio::awaitable<step> attempt()
+    {
+        boost::system::error_code failed;
+        std::string why;
+        try {
+            connecting = true;
+            conn = co_await detail::http_connection::connect(where, ep->tls_for(where), fsm.connect_deadline(),
+                                                             operation);
+            connecting = false;
+            if (fsm.over())
+                co_return step::stop;
+            detail::http_request req(http::verb::get, target, 11);
+            ep->set_common_headers(req, where);
+            req.set(http::field::accept, "text/event-stream");
+            req.set(http::field::cache_control, "no-cache");
+            if (!fsm.last_event_id().empty())
+                req.set("Last-Event-ID", fsm.last_event_id());
+            co_await conn->write(req, fsm.head_deadline(), operation);
+        } catch (const detail::transport_error& e) {
+            connecting = false;
+            failed = e.code();
+            why = e.what();
+        }
+        if (failed) {
+            release_connection();
+            co_return fsm.connect_failed(failed, std::move(why), now());
+        }
+
+        reply.emplace();
+        reply->body_limit(boost::none); // a stream has no size; the parser's limits apply
+        conn->tcp().expires_at(fsm.head_deadline());
+        auto [hec, hn] = co_await std::visit(
+            [&](auto& s) { return http::async_read_header(s, conn->buffer(), *reply, nothrow); }, conn->stream());
+        if (fsm.over())
+            co_return step::stop;
+        if (hec) {
+            release_connection();
+            co_return fsm.connect_failed(detail::classify_transport_error(hec, errc::connection_lost),
+                                         "reading the reply head: " + hec.message(), now());
+        }
+        const unsigned status = reply->get().result_int();
+        if (status != 200) {
+            std::string body = co_await read_refusal_body();
+            release_connection();
+            const auto& head = reply->get();
+            co_return fsm.refused(status, head[http::field::retry_after], body, now());
+        }
+        conn->tcp().expires_never(); // the idle watchdog takes over from the head's deadline
+        co_return fsm.accepted(reply->get()[http::field::content_type], now());
+    }
+
+    /// The body of a refusal, for its diagnostics: at most `max_error_body` bytes, before
+    /// the head's deadline.
+    asio::awaitable<std::string> read_refusal_body()
     {
         std::string body;
-        conn->tcp().expires_at(deadline);
+        auto& p = *reply;
         while (!p.is_done() && body.size() < max_error_body) {
             p.get().body().data = read_buffer.data();
-            p.get().body().size = read_buffer.size();
+            p.get().body().size = std::min(read_buffer.size(), max_error_body - body.size());
+            const std::size_t offered = p.get().body().size;
             auto [ec, n] = co_await std::visit(
                 [&](auto& s) { return http::async_read_some(s, conn->buffer(), p, nothrow); }, conn->stream());
-            body.append(read_buffer.data(), read_buffer.size() - p.get().body().size);
+            body.append(read_buffer.data(), offered - p.get().body().size);
             if (ec && ec != http::error::need_buffer)
                 break;
         }
         co_return body;
     }
 
-    /// The idle watchdog of connection `seq`: when a read has been pending for
-    /// `idle_timeout`, it closes the socket — what Beast's own stream timeout does,
-    /// without re-arming a timer for every read (one timer wait per idle period).
-    /// While the reader is paused for a full queue no read is pending: not idle.
-    static asio::awaitable<void> watchdog(std::shared_ptr<impl> self, std::uint64_t seq)
+    /// One read of the body, reported to the FSM.
+    asio::awaitable<step> read_some()
     {
-        asio::steady_timer timer(self->ex);
-        self->watchdog_timer = &timer;
-        const auto idle = self->opts.idle_timeout;
-        auto due = clock_type::now() + idle;
-        for (;;) {
-            timer.expires_at(due);
-            boost::system::error_code ec;
-            co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (self->connection_seq != seq || self->closed)
-                break;
-            const auto now = clock_type::now();
-            if (self->reading && now - self->read_started >= idle) {
-                self->idle_fired = true;
-                if (self->conn)
-                    self->conn->close();
-                break;
-            }
-            due = self->reading ? self->read_started + idle : now + idle;
+        auto& p = *reply;
+        if (p.is_done()) { // a body with a length, or chunked, that is complete
+            release_connection();
+            co_return fsm.connection_ended({}, "the stream ended without sse.stream.end", now());
         }
-        if (self->watchdog_timer == &timer)
-            self->watchdog_timer = nullptr;
-    }
-
-    asio::awaitable<outcome> read_body(http::response_parser<http::buffer_body>& p)
-    {
-        outcome out;
-        conn->tcp().expires_never(); // the head's deadline no longer applies
-        idle_fired = false;
-        reading = false;
-        const std::uint64_t seq = ++connection_seq;
-        if (opts.idle_timeout.count() > 0)
-            asio::co_spawn(ex, watchdog(shared_from_this(), seq), asio::detached);
-        struct stop_watchdog {
-            impl& self;
-            ~stop_watchdog()
-            {
-                ++self.connection_seq;
-                self.reading = false;
-                if (self.watchdog_timer)
-                    self.watchdog_timer->cancel();
-            }
-        } guard{*this};
-
-        while (!p.is_done()) {
-            if (closed) {
-                out.kind = outcome::closed;
-                co_return out;
-            }
-            p.get().body().data = read_buffer.data();
-            p.get().body().size = read_buffer.size();
-            read_started = clock_type::now();
-            reading = true;
-            auto [ec, n] = co_await std::visit(
-                [&](auto& s) { return http::async_read_some(s, conn->buffer(), p, nothrow); }, conn->stream());
-            reading = false;
-            const std::size_t got = read_buffer.size() - p.get().body().size;
-            if (got != 0) {
-                stats.bytes_received += got;
-                // The socket is not read while the consumer lags.
-                co_await consume(read_buffer.data(), got);
-                if (stream_ended) {
-                    out.kind = outcome::ended;
-                    co_return out;
-                }
-                if (closed) {
-                    out.kind = outcome::closed;
-                    co_return out;
-                }
-            }
-            if (ec == http::error::need_buffer)
-                continue;
+        p.get().body().data = read_buffer.data();
+        p.get().body().size = read_buffer.size();
+        auto [ec, n] = co_await std::visit(
+            [&](auto& s) { return http::async_read_some(s, conn->buffer(), p, nothrow); }, conn->stream());
+        const std::size_t got = read_buffer.size() - p.get().body().size;
+        if (ec == http::error::need_buffer)
+            ec = {};
+        const auto t = now();
+        step next = step::read;
+        if (got != 0 || !ec)
+            next = fsm.received(std::string_view(read_buffer.data(), got), t);
+        if (next == step::stop)
+            co_return next; // ended, failed or closed
+        if (ec || p.is_done()) {
+            release_connection();
+            boost::system::error_code code;
+            std::string why = "the stream ended without sse.stream.end";
             if (ec) {
-                if (closed) {
-                    out.kind = outcome::closed;
-                    co_return out;
-                }
-                if (idle_fired) {
-                    ++stats.idle_timeouts;
-                    out.ec = errc::timeout;
-                    out.detail = "no bytes for " + std::to_string(opts.idle_timeout.count()) + " ms";
-                } else {
-                    out.ec = errc::connection_lost;
-                    out.detail = "the stream broke: " + ec.message();
-                }
-                co_return out;
+                code = detail::classify_transport_error(ec, errc::connection_lost);
+                why = "the stream broke: " + ec.message();
             }
+            next = fsm.connection_ended(code, std::move(why), t);
         }
-        out.ec = errc::connection_lost;
-        out.detail = "the stream ended without sse.stream.end";
-        co_return out;
+        co_return next;
     }
 
-    /// Parses `n` bytes in slices, stopping while the queue is full.
-    asio::awaitable<void> consume(const char* data, std::size_t n)
-    {
-        for (std::size_t pos = 0; pos < n;) {
-            const std::size_t k = std::min(opts.parse_slice, n - pos);
-            boost::system::error_code ec;
-            parser.feed(std::string_view(data + pos, k), [this](sse::event&& e) { on_event(std::move(e)); }, ec);
-            pos += k;
-            if (ec)
-                throw lens::error(ec, std::string(operation), "session " + session_id + ": " + ec.message());
-            if (stream_ended)
-                co_return;
-            if (queue.size() >= opts.queue_capacity) {
-                ++stats.reader_pauses;
-                while (queue.size() >= opts.queue_capacity && !closed) {
-                    reader_paused = true;
-                    space_wake.expires_at(clock_type::time_point::max());
-                    boost::system::error_code wec;
-                    co_await space_wake.async_wait(asio::redirect_error(asio::use_awaitable, wec));
-                    reader_paused = false;
-                }
-            }
-            if (closed)
-                co_return;
-        }
-    }
+    // ---- the consumer ---------------------------------------------------------------
 
-    void on_event(sse::event&& e)
+    lens::error error_of(const detail::stream_failure& f) const
     {
-        if (stream_ended)
-            return; // nothing after the end
-        ++stats.events_received;
-        const std::size_t bytes = e.data.size();
-        session_event ev = decode_event(std::move(e.last_event_id), e.data);
-        if (ev.kind() == event_kind::malformed)
-            ++stats.malformed;
-        if (ev.kind() == event_kind::stream_end)
-            stream_ended = true;
-        queue.push_back({std::move(ev), bytes});
-        queued_bytes += bytes;
-        stats.max_queued = std::max(stats.max_queued, queue.size());
-        stats.max_queued_bytes = std::max(stats.max_queued_bytes, queued_bytes);
-        wake_consumer();
+        return lens::error(f.code, std::string(operation), "session " + session_id + ": " + f.detail, f.http_status,
+                           f.said);
     }
 };
 
@@ -526,7 +403,7 @@ event_stream::event_stream(asio::any_io_executor executor, config cfg, std::stri
 
 event_stream::event_stream(asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> ep,
                            std::string session_id, event_stream_options opts)
-    : impl_(std::make_shared<impl>(std::move(executor), std::move(ep), std::move(session_id), std::move(opts)))
+    : impl_(std::make_shared<impl>(std::move(executor), std::move(ep), std::move(session_id), opts))
 {
 }
 
@@ -586,13 +463,13 @@ asio::awaitable<void> event_stream::connect()
     auto cs = co_await asio::this_coro::cancellation_state;
     for (;;) {
         throw_if_cancelled(cs);
-        if (self->connected_once || self->stream_ended || self->closed)
+        if (self->fsm.connected_once())
             co_return;
-        if (self->failure)
-            std::rethrow_exception(self->failure);
-        if (self->reader_done)
+        if (const auto* f = self->fsm.failure())
+            throw self->error_of(*f);
+        if (self->fsm.over())
             co_return;
-        co_await self->wait_for_reader();
+        co_await self->consumer_wake.wait();
     }
 }
 
@@ -607,20 +484,16 @@ asio::awaitable<std::optional<session_event>> event_stream::next()
     for (;;) {
         // Cancelled (a timer won an `||`): leave every event where it is.
         throw_if_cancelled(cs);
-        if (!self->queue.empty()) {
-            auto q = std::move(self->queue.front());
-            self->queue.pop_front();
-            self->queued_bytes -= q.bytes;
-            ++self->stats.events_delivered;
-            self->delivered_id = q.ev.id;
-            self->wake_reader();
-            co_return std::move(q.ev);
+        if (auto ev = self->fsm.take()) {
+            if (self->fsm.reader_may_continue())
+                self->reader_wake.notify();
+            co_return ev;
         }
-        if (self->failure)
-            std::rethrow_exception(self->failure);
-        if (self->stream_ended || self->closed || self->reader_done)
+        if (const auto* f = self->fsm.failure())
+            throw self->error_of(*f);
+        if (self->fsm.over())
             co_return std::nullopt;
-        co_await self->wait_for_reader();
+        co_await self->consumer_wake.wait();
     }
 }
 
@@ -630,19 +503,22 @@ void event_stream::close() noexcept
         impl_->close();
 }
 
-const std::string& event_stream::last_event_id() const noexcept { return impl_->delivered_id; }
+namespace {
+const std::string no_string;
+} // namespace
 
-bool event_stream::ended() const noexcept { return impl_ && impl_->stream_ended; }
+const std::string& event_stream::last_event_id() const noexcept
+{
+    return impl_ ? impl_->fsm.delivered_id() : no_string;
+}
 
-const std::string& event_stream::session_id() const noexcept { return impl_->session_id; }
+bool event_stream::ended() const noexcept { return impl_ && impl_->fsm.ended(); }
+
+const std::string& event_stream::session_id() const noexcept { return impl_ ? impl_->session_id : no_string; }
 
 event_stream_stats event_stream::statistics() const noexcept
 {
-    if (!impl_)
-        return {};
-    auto s = impl_->stats;
-    s.queued = impl_->queue.size();
-    return s;
+    return impl_ ? impl_->fsm.statistics() : event_stream_stats{};
 }
 
 } // namespace lens

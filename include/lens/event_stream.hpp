@@ -7,44 +7,76 @@
 //         handle(*ev);
 //
 // How it works. One reader coroutine per stream owns the HTTP connection: it
-// reads the body, parses it (lens::sse::parser), decodes events and appends
-// them to a bounded queue; `next()` takes from the queue. `next()` never
-// touches the socket, so it composes with timeouts and cancellation:
+// reads the body and hands the bytes to a sans-I/O state machine
+// (src/detail/stream_fsm.hpp) that parses them (lens::sse::parser), decodes and
+// scrubs the events, queues them, and decides every step: connect, read, pause,
+// wait, give up. `next()` takes from the queue and never touches the socket, so
+// it composes with timeouts and cancellation:
 //
 //     auto r = co_await (stream.next() || timer.async_wait(use_awaitable));
 //
 // is safe: when the timer wins, `next()` gives up without taking an event (it
 // checks its cancellation state before taking one), so nothing is lost and the
-// connection is unaffected.
+// connection is unaffected. One timer per stream serves the reconnection delay
+// and the idle watchdog; close() (and the destructor) stops the reader, its
+// timer and its connection — nothing keeps running on its own afterwards.
 //
-// Backpressure (bounded buffering). When `queue_capacity` events wait in the
-// queue the reader stops reading the socket until `next()` makes room; TCP flow
-// control then holds the server. The reader feeds the parser at most
-// `parse_slice` bytes at a time and checks the queue between slices, so at most
-// `queue_capacity - 1` + (the events of one slice) are queued, plus one socket
-// read (`read_buffer_size`) not yet parsed. `statistics()` reports the peaks.
+// Backpressure (bounded buffering). The reader stops reading the socket while
+// the queue holds `queue_capacity` events or `queue_max_bytes` payload bytes,
+// and reads again as soon as `next()` brings it below both; TCP flow control
+// then holds the server. Bytes are parsed at most `parse_slice` at a time and
+// the queue is checked between slices, so at most `queue_capacity - 1` events
+// plus the events completed in one slice are queued, and at most
+// `queue_max_bytes - 1` bytes plus those events' bytes (one event of up to
+// `limits.max_event` at worst). Besides the queue, the stream buffers one socket
+// read (`read_buffer_size`) not yet parsed and the parser's unfinished line and
+// event (bounded by `limits`). `statistics()` reports the peaks.
 //
 // Resilience.
 // - Network errors, a body that ends without `sse.stream.end`, and the idle
-//   watchdog (no bytes at all — heartbeats count — for `idle_timeout`) make the
-//   reader reconnect after a backoff delay (lens::backoff, at least the
-//   server's `retry:` and any `Retry-After`), sending `Last-Event-ID` with the
-//   id of the last event it received. Every event is delivered once: an event
-//   cut in half by a connection loss is discarded by the parser and resent by
-//   the server after the id.
-// - The backoff schedule restarts after a connection that delivered an event
-//   with a new id or stayed up for `reconnect.reset_after`.
-// - 401 and 403 fail at once (errc::unauthorized), 404 fails at once
-//   (errc::not_found), other 4xx (but 408 and 429) are errc::http_error; 408,
-//   429 and 5xx are retried. A 200 that is not `text/event-stream` fails
-//   (errc::not_event_stream). There is no limit on the body's size; the parser's
-//   line and event limits apply (errc::limit_exceeded, fatal: reconnecting would
-//   meet the same event again).
-// - When reconnection attempts run out (`reconnect.max_attempts`, 0: never) the
-//   stream fails with the last failure's code.
+//   watchdog (a read pending for `idle_timeout` with no bytes at all —
+//   heartbeats count; a reader paused by backpressure is not idle) make the
+//   reader reconnect, sending `Last-Event-ID` with the id of the last event it
+//   received. Every event is delivered once: an event cut in half by a
+//   connection loss is discarded by the parser and resent by the server after
+//   the id.
+// - Every reconnection is decided by lens::decide_retry (lens/retry.hpp) with
+//   the `reconnect` policy: an exponential, capped, jittered delay, or the
+//   server's hint when longer — the SSE `retry:` field and a refusal's
+//   `Retry-After`, both clamped to `reconnect.max_server_delay`, so no server
+//   can make the stream storm or stall.
+// - The schedule starts over only after a connection that stayed up
+//   `reconnect.reset_after` (measured from the accepted reply to its end).
+//   Events do not reset it: a server that sends one event and closes meets
+//   ever longer delays, up to `reconnect.max`.
+// - Statuses follow lens::status_condition: 401 and 403 fail at once
+//   (errc::unauthorized), 404 (errc::not_found) and every other non-200 status
+//   but 408 and 429 (errc::http_error) too; 408, 429 and 5xx are retried. A 200
+//   that is not `text/event-stream` fails (errc::not_event_stream). There is no
+//   limit on the body's size; the parser's line and event limits apply
+//   (errc::limit_exceeded, fatal: reconnecting would meet the same event again).
+// - Giving up: before the first accepted reply the stream makes at most
+//   `config::retry.max_attempts` attempts; after it, at most
+//   `reconnect.max_attempts` attempts in a row without a stable connection (the
+//   one that dropped included; 0: never give up). Then the stream fails with the
+//   last failure's code.
 // A failure is thrown from `next()` (as lens::error naming "events") once every
-// event received before it has been delivered. The API key is sent in the
-// Authorization header and appears in no error, log or statistic.
+// event received before it has been delivered.
+//
+// Secrets. The API key is sent in the Authorization header only. It is removed
+// from everything the server sends before lens hands it on: each event's id,
+// raw JSON (members named `api_key` dropped, the key replaced at any depth and
+// in any escape form), typed fields and malformed text, and the refusal's
+// diagnostics and errors. No error, log or statistic holds it.
+//
+// Header values. `last_event_id` holding CR, LF or another control character is
+// refused by the constructor (lens::error, errc::invalid_argument) before
+// anything is sent — header injection is impossible by construction. An id the
+// server sends that cannot be sent back fails the stream (errc::protocol_error)
+// when a reconnection would need it.
+//
+// Moved-from streams: `next()` returns nullopt, `connect()` throws
+// errc::closed, `close()` does nothing, the accessors return empty values.
 //
 // Threading: like Asio I/O objects, a stream is used from one thread (its
 // executor's), and one `next()` or `connect()` at a time.
@@ -80,11 +112,16 @@ struct event_stream_options {
     std::chrono::milliseconds idle_timeout = std::chrono::seconds(30);
     /// Events decoded ahead of the consumer before the reader stops reading.
     std::size_t queue_capacity = 64;
+    /// Payload bytes (data and id) decoded ahead of the consumer before the reader
+    /// stops reading, whatever the number of events.
+    std::size_t queue_max_bytes = std::size_t(4) << 20;
     /// Bytes per socket read.
     std::size_t read_buffer_size = 16 * 1024;
     /// Bytes fed to the parser between two checks of the queue.
     std::size_t parse_slice = 1024;
-    /// Spacing of reconnection attempts.
+    /// Spacing of reconnection attempts, when the schedule starts over
+    /// (`reset_after`), when to give up (`max_attempts`, 0: never) and the longest
+    /// server hint honoured (`max_server_delay`). See "Resilience" above.
     backoff_policy reconnect{std::chrono::milliseconds(250), std::chrono::seconds(30), 2.0, 0.5,
                              std::chrono::seconds(30), 0};
     /// Line and event size limits of the parser.
@@ -105,14 +142,16 @@ struct event_stream_stats {
     std::size_t malformed = 0;            ///< non-JSON payloads (delivered as malformed_event)
     std::size_t queued = 0;               ///< events waiting in the queue now
     std::size_t max_queued = 0;           ///< the most that ever waited
-    std::size_t max_queued_bytes = 0;     ///< the most payload bytes that ever waited
+    std::size_t max_queued_bytes = 0;     ///< the most payload bytes (data and id) that ever waited
     std::size_t reader_pauses = 0;        ///< times the reader stopped reading for a full queue
 };
 
 class event_stream {
 public:
     /// Prepares the consumer of `session_id` at `cfg.endpoint`; connects on the
-    /// first `connect()` or `next()`.
+    /// first `connect()` or `next()`. Throws lens::error (errc::invalid_argument)
+    /// for a bad configuration or an `opts.last_event_id` that is not a valid
+    /// header value; nothing is sent then.
     event_stream(boost::asio::any_io_executor executor, config cfg, std::string session_id,
                  event_stream_options opts);
     /// \overload with default options (an overload, not a default argument: see session.hpp).
@@ -142,7 +181,8 @@ public:
     /// then next() returns nullopt.
     void close() noexcept;
 
-    /// The id of the last event next() returned (or the one the stream resumed from).
+    /// The id of the last event next() returned (or the one the stream resumed from),
+    /// scrubbed of the API key.
     const std::string& last_event_id() const noexcept;
     /// True once `sse.stream.end` was received.
     bool ended() const noexcept;
