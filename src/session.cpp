@@ -1,17 +1,28 @@
 // The WebSocket control channel: one connection, one reader, one writer, many
 // callers. See include/lens/session.hpp for the rules this file implements.
+//
+// This file is the I/O driver of detail::channel_fsm, which decides every rule of
+// time and reconnection: the driver reports events (connected, frame received,
+// write done, connection lost...) and does what `resume()` answers (connect, ping,
+// heartbeat, drop, stop), arming its ONE timer for the single next wake-up. While
+// connected it runs on completion handlers only; a coroutine is used for a connect
+// attempt, which the session owns through `attempt_cancel` and stops on close.
 #include <lens/session.hpp>
 
+#include <lens/detail/deadline.hpp>
 #include <lens/detail/reply_matcher.hpp>
+#include <lens/retry.hpp>
 
+#include "detail/channel_fsm.hpp"
 #include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/rest.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -36,6 +47,7 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 namespace http = beast::http;
 namespace json = boost::json;
+using detail::channel_fsm;
 using detail::clock;
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 
@@ -58,14 +70,49 @@ std::string random_client_id()
     return buf;
 }
 
-std::string serialize_request(std::string_view type, const json::value& event_data)
+/// The reconnect jitter of the sessions of this thread (channel_fsm::jitter_source).
+double jitter_sample()
+{
+    static thread_local std::minstd_rand engine = [] {
+        try {
+            return std::minstd_rand(std::random_device{}());
+        } catch (...) { // no entropy source: the clock still keeps sessions apart
+            return std::minstd_rand(static_cast<unsigned>(clock::now().time_since_epoch().count()));
+        }
+    }();
+    return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
+}
+
+detail::channel_timing timing_of(const session_options& o)
+{
+    detail::channel_timing t;
+    t.connect_timeout = o.connect_timeout;
+    t.dead_peer_timeout = o.dead_peer_timeout;
+    t.heartbeat_idle = o.heartbeat_idle;
+    t.reconnect = o.reconnect;
+    return t;
+}
+
+/// The frame of a request. Takes `event_data` by value so that a big payload (a query's
+/// image) is moved, not copied, on its way into the frame.
+std::string serialize_request(std::string_view type, json::value event_data)
 {
     json::object o;
     o["type"] = type;
     if (!event_data.is_null())
-        o["event_data"] = event_data;
+        o["event_data"] = std::move(event_data);
     return json::serialize(o);
 }
+
+/// A refused WebSocket upgrade: a lens::error carrying the server's Retry-After.
+struct upgrade_refused : lens::error {
+    upgrade_refused(boost::system::error_code code, unsigned status, std::vector<server_error> said,
+                    std::optional<std::chrono::milliseconds> retry)
+        : lens::error(code, "session.connect", "upgrade refused", status, std::move(said)), retry_after(retry)
+    {
+    }
+    std::optional<std::chrono::milliseconds> retry_after;
+};
 
 } // namespace
 
@@ -74,7 +121,10 @@ struct pending_request : detail::matcher_entry {
     explicit pending_request(const asio::any_io_executor& ex) : wake(ex) {}
 
     boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> send_hook;
-    std::string frame;
+    std::string frame;             ///< the request as written; freed once it can never be written again
+    std::size_t frame_bytes = 0;   ///< what `frame` counts in session_stats::pending_bytes
+    unsigned writes_in_flight = 0; ///< `frame` is being written (a write on a dropped connection may linger)
+    bool free_after_write = false; ///< freeing `frame` waits for those writes
     bool idempotent = false;
     bool written = false;    ///< in the matcher: sent on the current connection
     bool abandoned = false;  ///< nobody waits for the reply any more (timed out, cancelled, internal)
@@ -84,6 +134,21 @@ struct pending_request : detail::matcher_entry {
     std::string error_detail;
     asio::steady_timer wake;  ///< the caller sleeps on this until reply, deadline or cancellation
     std::shared_ptr<pending_request> self; ///< keeps the request alive while the session references it
+};
+
+/// A caller of `receive()` waiting for the inbox. Lives in that caller's coroutine frame
+/// and unlinks itself if the frame goes away while waiting.
+struct inbox_waiter
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+    explicit inbox_waiter(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
+    bool notified = false; ///< woken by a frame or a stop, not by cancellation
+};
+
+/// An unsolicited frame and the bytes of text it came as (what `inbox_max_bytes` counts).
+struct inbox_entry {
+    json::value frame;
+    std::size_t bytes = 0;
 };
 
 #ifdef TCP_CORK
@@ -131,18 +196,27 @@ using tls_connection = connection<detail::http_connection::tls_stream>;
 using send_queue = boost::intrusive::list<
     pending_request,
     boost::intrusive::member_hook<pending_request, decltype(pending_request::send_hook), &pending_request::send_hook>>;
+using waiter_list = boost::intrusive::list<inbox_waiter, boost::intrusive::constant_time_size<false>>;
 
 struct session::impl : std::enable_shared_from_this<impl> {
-    enum class state { connecting, connected, reconnecting, stopped };
-
     impl(asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> e, std::string_view endpoint,
          session_options o)
         : ex(executor), ep(std::move(e)), opts(std::move(o)),
           where(ep->session_origin(endpoint, "session.open")),
           client_id(opts.client_id.empty() ? random_client_id() : opts.client_id),
-          schedule(opts.reconnect), liveness_timer(ex), heartbeat_timer(ex), retry_timer(ex), state_signal(ex),
-          inbox_signal(ex)
+          fsm(timing_of(opts), &jitter_sample), timer(ex), state_signal(ex)
     {
+    }
+
+    ~impl()
+    {
+        // Normally everything left at teardown; this only breaks the requests' self-references.
+        awaiting.drain([](pending_request& r) { r.self.reset(); });
+        while (!to_send.empty()) {
+            auto& r = to_send.front();
+            to_send.pop_front();
+            r.self.reset();
+        }
     }
 
     asio::any_io_executor ex;
@@ -150,59 +224,156 @@ struct session::impl : std::enable_shared_from_this<impl> {
     session_options opts;
     detail::origin where;
     std::string client_id;
-    backoff schedule;
-
-    state st = state::connecting;
-    boost::system::error_code stop_code;
-    std::string stop_detail;
-    std::string last_connect_error;
-    bool destroy_sent = false;
+    channel_fsm fsm;
 
     send_queue to_send;
     detail::reply_matcher<pending_request> awaiting;
-    asio::steady_timer liveness_timer;  ///< dead-peer check and keepalive ping
-    asio::steady_timer heartbeat_timer; ///< `session.heartbeat` after an idle period
-    asio::steady_timer retry_timer;     ///< the backoff sleep between connection attempts
-    asio::steady_timer state_signal;    ///< wakes open() on the first connect or a stop
-    clock::time_point last_send = clock::now();
-    clock::time_point last_receive = clock::now(); ///< any frame, data or control (liveness)
-    clock::time_point pinged_for{};                ///< the silence the last ping was about
-    bool ping_due = false;    ///< the liveness check asks the writer for a ping
+    asio::steady_timer timer;                     ///< the FSM's one wake-up
+    clock::time_point timer_at = clock::time_point::max(); ///< when `timer` is due (max: not armed)
+    asio::steady_timer state_signal;              ///< wakes open() on the first connect or a stop
+    asio::cancellation_signal attempt_cancel;     ///< tears down the connect attempt in progress
+    bool attempt_running = false;
+    bool driving = false;     ///< inside drive(): events met on the way are seen by its loop
+    bool ping_due = false;    ///< the FSM asked the writer for a ping
     bool writing = false;     ///< a write (frame or ping) is in flight on the live connection
 
     // While connected, the session runs on completion handlers alone: an idle session
-    // holds one pending read and two timer waits, no coroutine frames. Coroutines are
-    // used only to connect. `generation` tells a handler whether its connection is
-    // still the live one.
+    // holds one pending read and one timer wait, no coroutine frames. `generation`
+    // tells a handler whether its connection is still the live one.
     std::variant<std::monostate, std::shared_ptr<tcp_connection>, std::shared_ptr<tls_connection>> live;
     std::uint64_t generation = 0;
-    beast::tcp_stream* live_socket = nullptr; ///< the socket being connected or the live one, to close it
+    beast::tcp_stream* live_socket = nullptr; ///< the socket being upgraded or the live one, to close it
 
-    boost::circular_buffer<json::value> inbox;
-    asio::steady_timer inbox_signal;
-    session_stats counters;
+    boost::circular_buffer<inbox_entry> inbox;
+    waiter_list receivers;
+    session_stats counters; ///< pending_bytes and inbox_bytes kept current; the rest on demand
+
+    // ---- the state machine's driver -----------------------------------------------
+
+    /// Does what the FSM says is due at `now`, then arms the timer for the next wake-up.
+    void drive(clock::time_point now = clock::now())
+    {
+        if (driving)
+            return; // an event reported by one of the actions below: the loop resumes after it
+        driving = true;
+        struct done_driving {
+            bool& flag;
+            ~done_driving() { flag = false; }
+        } guard{driving};
+        for (;;) {
+            const auto a = fsm.resume(now);
+            switch (a.kind) {
+            case channel_fsm::action::wait_until:
+                arm(a.until);
+                return;
+            case channel_fsm::action::connect:
+                start_attempt();
+                break;
+            case channel_fsm::action::abort_connect:
+                abort_attempt();
+                break;
+            case channel_fsm::action::send_ping:
+                ping_due = true; // written by the writer: Beast allows one
+                pump_writes();
+                break;
+            case channel_fsm::action::send_heartbeat:
+                enqueue_heartbeat();
+                pump_writes();
+                break;
+            case channel_fsm::action::drop_dead_peer:
+                ++counters.dead_peer_disconnects;
+                close_live();
+                requeue_after_loss(fsm.last_failure());
+                break;
+            case channel_fsm::action::stop:
+                teardown();
+                break;
+            }
+        }
+    }
+
+    /// The timer is re-armed only when the wake-up moves earlier: a wake-up that comes
+    /// too early (a frame arrived meanwhile) just asks the FSM again. So frames and
+    /// writes cost no timer operation.
+    void arm(clock::time_point until)
+    {
+        if (until == clock::time_point::max() || timer_at <= until)
+            return;
+        timer_at = until;
+        timer.expires_at(until);
+        timer.async_wait([self = shared_from_this(), until](boost::system::error_code ec) {
+            if (ec)
+                return; // re-armed or stopped
+            if (self->timer_at == until)
+                self->timer_at = clock::time_point::max();
+            self->drive();
+        });
+    }
+
+    void start() { fsm.start(clock::now()); drive(); }
+
+    /// Stops for good (close, destroy, open cancelled); the first reason wins.
+    void shutdown(boost::system::error_code ec, std::string detail)
+    {
+        fsm.stop(ec, std::move(detail));
+        drive();
+    }
 
     // ---- completing requests ----------------------------------------------
 
-    static void finish(pending_request& r)
+    /// Frees the request's frame now, or once the writes still reading it complete.
+    void free_frame(pending_request& r) noexcept
+    {
+        if (r.writes_in_flight > 0) {
+            r.free_after_write = true;
+            return;
+        }
+        counters.pending_bytes -= r.frame_bytes;
+        r.frame_bytes = 0;
+        std::string().swap(r.frame);
+    }
+
+    /// The session lets go of `r` (it may be destroyed: touch nothing after).
+    void retire(pending_request& r) noexcept
+    {
+        free_frame(r);
+        r.self.reset();
+    }
+
+    void finish(pending_request& r)
     {
         r.done = true;
         r.wake.cancel();
-        r.self.reset(); // may destroy r if its caller is gone: touch nothing after
+        retire(r);
     }
 
-    static void fail(pending_request& r, boost::system::error_code ec, std::string detail)
+    void fail(pending_request& r, boost::system::error_code ec, std::string detail)
     {
         r.ec = ec;
         r.error_detail = std::move(detail);
         finish(r);
     }
 
+    /// The caller gives up: an unsent request simply leaves the queue; a sent one keeps
+    /// its place so that its late reply is consumed, not mis-delivered, but its frame
+    /// (a query's image...) is freed now: it will never be written again.
+    void abandon(pending_request& r)
+    {
+        if (r.send_hook.is_linked()) {
+            to_send.erase(to_send.iterator_to(r));
+            retire(r);
+        } else {
+            r.abandoned = true;
+            free_frame(r);
+        }
+    }
+
+    /// `frame` is already scrubbed of secrets.
     void deliver(pending_request& r, json::value frame)
     {
         if (r.abandoned) {
             ++counters.late_replies_dropped;
-            r.self.reset();
+            retire(r);
             return;
         }
         ++counters.replies_matched;
@@ -211,13 +382,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
             const auto* message = obj->if_contains("message");
             const auto* data = obj->if_contains("event_data");
             if (message && (!data || data->is_null())) {
-                const std::string text = message->is_string() ? std::string(message->get_string())
-                                                              : json::serialize(*message);
-                fail(r, text == query_timed_out_message ? errc::query_timed_out : errc::api_error, text);
+                std::string text = message->is_string() ? std::string(message->get_string())
+                                                        : json::serialize(*message);
+                const auto code = text == query_timed_out_message ? errc::query_timed_out : errc::api_error;
+                fail(r, code, std::move(text));
                 return;
             }
         }
-        scrub_secrets(frame);
         r.reply = std::move(frame);
         finish(r);
     }
@@ -226,7 +397,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         if (r.abandoned) {
             ++counters.late_replies_dropped;
-            r.self.reset();
+            retire(r);
             return;
         }
         std::string text = "error frame";
@@ -236,24 +407,65 @@ struct session::impl : std::enable_shared_from_this<impl> {
         fail(r, gone ? errc::session_gone : errc::api_error, std::move(text));
     }
 
-    void to_inbox(json::value frame)
+    // ---- the inbox ----------------------------------------------------------------
+
+    void to_inbox(json::value frame, std::size_t bytes)
     {
+        const std::size_t max_bytes = opts.inbox_max_bytes;
+        if (bytes > max_bytes) { // could only be kept by breaking the bound
+            ++counters.inbox_dropped;
+            return;
+        }
         if (inbox.capacity() == 0)
             inbox.set_capacity(std::max<std::size_t>(1, opts.inbox_capacity)); // allocated on first use
-        if (inbox.full())
-            ++counters.inbox_dropped; // drop-oldest: the reader never waits for the inbox's reader
-        inbox.push_back(std::move(frame));
-        inbox_signal.cancel();
+        // Drop-oldest: the reader never waits for the inbox's reader.
+        while (!inbox.empty() && (inbox.full() || counters.inbox_bytes + bytes > max_bytes)) {
+            counters.inbox_bytes -= inbox.front().bytes;
+            inbox.pop_front();
+            ++counters.inbox_dropped;
+        }
+        inbox.push_back(inbox_entry{std::move(frame), bytes});
+        counters.inbox_bytes += bytes;
+        if (!receivers.empty()) { // one frame, one waiter
+            auto& w = receivers.front();
+            receivers.pop_front();
+            w.notified = true;
+            w.timer.cancel();
+        }
     }
 
+    std::optional<json::value> pop_inbox()
+    {
+        if (inbox.empty())
+            return std::nullopt;
+        auto e = std::move(inbox.front());
+        inbox.pop_front();
+        counters.inbox_bytes -= e.bytes;
+        return std::move(e.frame);
+    }
+
+    void wake_all_receivers()
+    {
+        while (!receivers.empty()) {
+            auto& w = receivers.front();
+            receivers.pop_front();
+            w.notified = true;
+            w.timer.cancel();
+        }
+    }
+
+    /// Every frame from the server enters here: it is scrubbed of the key before it is
+    /// classified, so replies, error texts and the inbox only ever see the scrubbed frame.
     void dispatch(std::string_view text)
     {
+        const auto& secrets = ep->secrets();
         boost::system::error_code ec;
         json::value frame = json::parse(text, ec);
         if (ec) {
-            to_inbox(json::string(text));
+            to_inbox(json::string(secrets.scrubbed(text)), text.size());
             return;
         }
+        secrets.scrub(frame);
         const auto cls = detail::classify_frame(frame);
         if (cls.kind == detail::frame_class::reply) {
             if (auto* r = awaiting.match(cls.request_type)) {
@@ -266,49 +478,56 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 return;
             }
         }
-        scrub_secrets(frame);
-        to_inbox(std::move(frame));
+        to_inbox(std::move(frame), text.size());
     }
 
     // ---- connection loss and stop -------------------------------------------
 
-    /// The connection dropped: requests written on it cannot be answered on the next one.
-    void requeue_after_loss()
+    /// The connection dropped: each request written on it meets its fate (channel_fsm).
+    void requeue_after_loss(const std::string& why)
     {
         std::vector<pending_request*> resend;
         awaiting.drain([&](pending_request& r) {
             r.written = false;
-            if (r.abandoned)
-                r.self.reset();
-            else if (r.idempotent)
+            switch (channel_fsm::fate_after_loss(true, r.abandoned, r.idempotent)) {
+            case detail::request_fate::drop:
+                retire(r);
+                break;
+            case detail::request_fate::resend_first:
                 resend.push_back(&r);
-            else
-                fail(r, errc::connection_lost, "connection lost after the request was sent");
+                break;
+            case detail::request_fate::fail:
+                fail(r, errc::connection_lost, "connection lost after the request was sent: " + why);
+                break;
+            case detail::request_fate::keep_queued:
+                break; // only for requests never written
+            }
         });
-        // Resent requests go first, in their original order.
         for (auto it = resend.rbegin(); it != resend.rend(); ++it)
             to_send.push_front(**it);
     }
 
-    void stop(boost::system::error_code ec, std::string detail)
+    /// The FSM stopped: everything fails with its code, the connection and any attempt
+    /// in progress end, the timer and every waiter wake up.
+    void teardown()
     {
-        if (st == state::stopped)
-            return;
-        st = state::stopped;
-        stop_code = ec;
-        stop_detail = detail;
+        const auto code = fsm.stop_code();
+        const std::string& detail = fsm.stop_detail();
         awaiting.drain([&](pending_request& r) {
-            if (r.abandoned) r.self.reset(); else fail(r, ec, detail);
+            if (r.abandoned) retire(r); else fail(r, code, detail);
         });
         while (!to_send.empty()) {
             auto& r = to_send.front();
             to_send.pop_front();
-            fail(r, ec, detail);
+            if (r.abandoned) retire(r); else fail(r, code, detail);
         }
-        drop_connection();
-        retry_timer.cancel();
+        close_live();
+        if (attempt_running)
+            attempt_cancel.emit(asio::cancellation_type::terminal);
+        timer.cancel();
+        timer_at = clock::time_point::max();
         state_signal.cancel();
-        inbox_signal.cancel();
+        wake_all_receivers();
     }
 
     void close_socket() noexcept
@@ -320,9 +539,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    /// Closes the live connection (its pending operations complete with errors and are
-    /// ignored: the generation moves on) and stops its timers.
-    void drop_connection() noexcept
+    /// Closes the live connection (or the one being upgraded); its pending operations
+    /// complete with errors and are ignored: the generation moves on.
+    void close_live() noexcept
     {
         close_socket();
         live_socket = nullptr;
@@ -330,95 +549,130 @@ struct session::impl : std::enable_shared_from_this<impl> {
         ++generation;
         writing = false;
         ping_due = false;
-        liveness_timer.cancel();
-        heartbeat_timer.cancel();
     }
 
-    /// The live connection `gen` failed (read or write error, dead peer): reconnect.
-    void connection_lost(std::uint64_t gen)
+    /// The live connection `gen` failed (read or write error, oversized frame).
+    void connection_failed(std::uint64_t gen, std::string why)
     {
-        if (gen != generation || st != state::connected)
+        if (gen != generation || !fsm.connected())
             return; // already handled, or stopped
-        drop_connection();
-        st = state::reconnecting;
-        schedule.disconnected(clock::now());
-        requeue_after_loss();
-        asio::co_spawn(ex, connect_loop(shared_from_this(), false), asio::detached);
+        close_live();
+        fsm.on_connection_lost(clock::now(), ep->secrets().scrubbed(why));
+        requeue_after_loss(fsm.last_failure());
+        drive();
     }
 
     // ---- connecting -----------------------------------------------------------
 
-    /// Connects (after a backoff delay unless `first`), retrying until connected or stopped.
-    static asio::awaitable<void> connect_loop(std::shared_ptr<impl> self, bool first)
+    void start_attempt()
     {
-        while (self->st != state::stopped) {
-            if (!first) {
-                if (self->destroy_sent) { // the session is gone: nothing to reconnect to
-                    self->stop(errc::session_gone, "session destroyed");
-                    break;
-                }
-                auto delay = self->schedule.next_delay();
-                if (!delay) {
-                    self->stop(errc::connection_lost, "gave up reconnecting after " +
-                                                          std::to_string(self->schedule.attempts()) +
-                                                          " attempts: " + self->last_connect_error);
-                    break;
-                }
-                self->retry_timer.expires_after(*delay);
-                co_await self->retry_timer.async_wait(nothrow);
-                if (self->st == state::stopped)
-                    break;
-            }
-            first = false;
-            try {
-                co_await self->connect();
-                co_return; // connected: handlers take over until the connection is lost
-            } catch (const lens::error& e) {
-                ++self->counters.connect_failures;
-                self->last_connect_error = e.what();
-                if (e.code() == errc::unauthorized || e.code() == errc::session_gone ||
-                    e.code() == errc::certificate_rejected) {
-                    self->stop(e.code(), e.what());
-                    break;
-                }
-            } catch (const std::exception& e) {
-                ++self->counters.connect_failures;
-                self->last_connect_error = e.what();
-            }
-        }
+        attempt_running = true;
+        asio::co_spawn(ex, connect_attempt(shared_from_this(), fsm.attempt_deadline()),
+                       asio::bind_cancellation_slot(attempt_cancel.slot(), asio::detached));
     }
 
-    asio::awaitable<void> connect()
+    /// The FSM's deadline passed: end the attempt wherever it is (resolve, TCP, TLS or
+    /// upgrade); it then reports its failure, which the FSM counts as a timeout.
+    void abort_attempt()
     {
-        const auto deadline = clock::now() + opts.connect_timeout;
+        close_socket();
+        if (attempt_running)
+            attempt_cancel.emit(asio::cancellation_type::terminal);
+    }
+
+    /// One connect attempt. Owned by the session: `attempt_cancel` ends it on close.
+    static asio::awaitable<void> connect_attempt(std::shared_ptr<impl> self, clock::time_point deadline)
+    {
+        boost::system::error_code code;
+        std::string detail;
+        std::optional<std::chrono::milliseconds> retry_after;
+        try {
+            co_await self->connect(deadline);
+            self->attempt_running = false;
+            co_return;
+        } catch (const upgrade_refused& e) {
+            code = e.code();
+            detail = e.what();
+            retry_after = e.retry_after;
+        } catch (const lens::error& e) {
+            code = e.code();
+            detail = e.what();
+        } catch (const std::exception& e) {
+            code = errc::connection_failed;
+            detail = std::string("session.connect: ") + e.what();
+        }
+        self->attempt_running = false;
+        self->attempt_failed(code, std::move(detail), retry_after);
+    }
+
+    void attempt_failed(boost::system::error_code code, std::string detail,
+                        std::optional<std::chrono::milliseconds> retry_after)
+    {
+        live_socket = nullptr;
+        if (fsm.current() != channel_fsm::phase::connecting)
+            return; // stopped meanwhile
+        ++counters.connect_failures;
+        if (code.category() != error_category())
+            code = errc::connection_failed; // a raw transport code (a cancelled operation...)
+        fsm.on_connect_failed(clock::now(), code, ep->secrets().scrubbed(detail), retry_after);
+        drive();
+    }
+
+    asio::awaitable<void> connect(clock::time_point deadline)
+    {
         auto conn = co_await detail::http_connection::connect(where, ep->tls_for(where), deadline, "session.connect");
         if (auto* plain = std::get_if<detail::http_connection::tcp_stream>(&conn->stream())) {
             auto c = std::make_shared<tcp_connection>(std::move(*plain));
             conn.reset();
-            co_await handshake(c);
+            co_await handshake(c, deadline);
         } else {
             auto c = std::make_shared<tls_connection>(
                 std::move(std::get<detail::http_connection::tls_stream>(conn->stream())));
             conn.reset();
-            co_await handshake(c);
+            co_await handshake(c, deadline);
         }
     }
 
+    /// The upgrade's refusal as an error: the status through `lens::status_condition`
+    /// (401/403 unauthorized, 404 not_found, 429 and 5xx retried), the server's
+    /// diagnostics scrubbed of the key, its Retry-After for the FSM.
+    upgrade_refused refusal(const websocket::response_type& res) const
+    {
+        const unsigned status = res.result_int();
+        auto code = status_condition(status);
+        if (!code)
+            code = errc::http_error; // a 2xx that is not 101: not a WebSocket server
+        std::vector<server_error> said;
+        boost::system::error_code ec;
+        json::value body = json::parse(res.body(), ec);
+        if (!ec) {
+            ep->secrets().scrub(body);
+            said = parse_server_errors(body);
+        }
+        std::optional<std::chrono::milliseconds> retry;
+        if (auto it = res.find(http::field::retry_after); it != res.end())
+            retry = parse_retry_after(it->value());
+        return upgrade_refused(code, status, std::move(said), retry);
+    }
+
     template <class Connection>
-    asio::awaitable<void> handshake(std::shared_ptr<Connection> c)
+    asio::awaitable<void> handshake(std::shared_ptr<Connection> c, clock::time_point deadline)
     {
         auto& ws = c->ws;
         auto& lowest = beast::get_lowest_layer(ws);
-        lowest.expires_never(); // the websocket's own timeouts take over
-        // Beast's idle timeout re-arms its timer on every read, which costs a timerfd_settime
-        // system call per frame; check_liveness below arms one timer per half-period instead.
+        lowest.expires_at(deadline); // the upgrade shares the attempt's deadline
+        // The FSM owns the connection's timing (one timer for dead peer, keepalive and
+        // heartbeat), so Beast's idle timeout is off: it would re-arm a timer on every
+        // frame. Its handshake timeout also bounds a closing handshake (after an oversized
+        // frame Beast closes and drains), which a hostile peer could otherwise stall.
         websocket::stream_base::timeout timeouts;
         timeouts.handshake_timeout = opts.connect_timeout;
         timeouts.idle_timeout = websocket::stream_base::none();
         timeouts.keep_alive_pings = false;
         ws.set_option(timeouts);
+        ws.read_message_max(opts.max_message_size);
         ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
-            last_receive = clock::now();
+            fsm.on_received(clock::now());
             if (kind == websocket::frame_type::pong)
                 ++counters.pongs_received;
         });
@@ -435,22 +689,14 @@ struct session::impl : std::enable_shared_from_this<impl> {
             target += "?" + where.query;
         live_socket = &lowest;
         auto [hec] = co_await ws.async_handshake(res, where.host_header(), target, nothrow);
+        live_socket = nullptr;
         if (hec) {
-            live_socket = nullptr;
-            if (hec == websocket::error::upgrade_declined) {
-                const unsigned status = res.result_int();
-                const errc code = (status == 401 || status == 403) ? errc::unauthorized
-                                  : status == 404                  ? errc::session_gone
-                                                                   : errc::connection_failed;
-                throw lens::error(code, "session.connect", "upgrade refused", status);
-            }
+            if (hec == websocket::error::upgrade_declined)
+                throw refusal(res);
             throw lens::error(detail::classify_transport_error(hec, errc::connection_failed), "session.connect",
                               "WebSocket upgrade with " + where.host_header() + ": " + hec.message());
         }
-        if (st == state::stopped) { // closed while connecting
-            live_socket = nullptr;
-            co_return;
-        }
+        lowest.expires_never();
         install(std::move(c));
     }
 
@@ -458,20 +704,23 @@ struct session::impl : std::enable_shared_from_this<impl> {
     template <class Connection>
     void install(std::shared_ptr<Connection> c)
     {
-        st = state::connected;
+        const auto now = clock::now();
+        if (!fsm.on_connected(now)) { // stopped, or aborted, while the upgrade completed
+            boost::system::error_code ignored;
+            beast::get_lowest_layer(c->ws).socket().close(ignored);
+            drive(now);
+            return;
+        }
         ++counters.connects;
-        schedule.connected(clock::now());
-        state_signal.cancel();
         const auto gen = ++generation;
-        last_receive = clock::now();
-        pinged_for = {};
-        ping_due = false;
         writing = false;
+        ping_due = false;
         live = c;
+        live_socket = &beast::get_lowest_layer(c->ws);
+        state_signal.cancel();
         read_next(c, gen);
-        check_liveness(gen);
-        arm_heartbeat(gen);
         write_next(c, gen); // requests queued while disconnected
+        drive(now);
     }
 
     // ---- the live connection: completion handlers --------------------------------
@@ -483,10 +732,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
             if (gen != self->generation)
                 return; // an old connection's read, completing after its close
             if (ec) {
-                self->connection_lost(gen);
+                self->read_failed(gen, ec, c->ws);
                 return;
             }
-            self->last_receive = clock::now();
+            self->fsm.on_received(clock::now());
             const auto data = c->rx.cdata();
             self->dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
             c->rx.consume(c->rx.size());
@@ -497,27 +746,37 @@ struct session::impl : std::enable_shared_from_this<impl> {
         });
     }
 
+    template <class WebSocket>
+    void read_failed(std::uint64_t gen, boost::system::error_code ec, const WebSocket& ws)
+    {
+        if (ec == websocket::error::message_too_big) {
+            ++counters.oversize_disconnects;
+            connection_failed(gen, "a frame over max_message_size (" + std::to_string(opts.max_message_size) +
+                                       " bytes) was refused");
+        } else if (ec == websocket::error::closed) {
+            std::string why = "closed by the server (code " + std::to_string(ws.reason().code);
+            if (!ws.reason().reason.empty())
+                why += ": " + std::string(ws.reason().reason.data(), ws.reason().reason.size());
+            connection_failed(gen, why + ")");
+        } else {
+            connection_failed(gen, "read: " + ec.message());
+        }
+    }
+
     /// Starts the next write if none is in flight: a keepalive ping first, then the
     /// queued requests in order, back to back.
     template <class Connection>
     void write_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        if (writing || gen != generation || st != state::connected)
+        if (writing || gen != generation || !fsm.connected())
             return;
-        auto on_written = [self = shared_from_this(), c, gen](boost::system::error_code ec, auto&&...) {
-            if (gen != self->generation)
-                return;
-            self->writing = false;
-            if (ec) {
-                self->connection_lost(gen);
-                return;
-            }
-            self->write_next(c, gen);
-        };
-        if (ping_due) { // written here: Beast allows one writer
+        if (ping_due) {
             ping_due = false;
             writing = true;
-            c->ws.async_ping({}, std::move(on_written));
+            fsm.on_write_started(clock::now(), false);
+            c->ws.async_ping({}, [self = shared_from_this(), c, gen](boost::system::error_code ec) {
+                self->write_done(c, gen, ec, false);
+            });
             return;
         }
         if (to_send.empty()) {
@@ -531,13 +790,38 @@ struct session::impl : std::enable_shared_from_this<impl> {
         r.written = true;
         awaiting.expect(r); // before writing: the reply may race the write's completion
         ++counters.requests_sent;
-        last_send = clock::now();
+        if (r.request_type == "session.destroy")
+            fsm.on_destroy_sent();
         writing = true;
+        ++r.writes_in_flight;
+        fsm.on_write_started(clock::now(), true);
         // The handler keeps the request (and so the frame being written) alive even if
         // its caller gives up and the connection drops meanwhile.
-        c->ws.async_write(asio::buffer(r.frame),
-                          [keep = r.self, next = std::move(on_written)](boost::system::error_code ec,
-                                                                         std::size_t) mutable { next(ec); });
+        c->ws.async_write(asio::buffer(r.frame), [self = shared_from_this(), c, gen,
+                                                  keep = r.self](boost::system::error_code ec, std::size_t) {
+            auto& req = *keep;
+            --req.writes_in_flight;
+            // Written: unless it may be resent, the frame is never needed again.
+            if (req.free_after_write || !req.idempotent || req.abandoned)
+                self->free_frame(req);
+            self->write_done(c, gen, ec, true);
+        });
+    }
+
+    template <class Connection>
+    void write_done(const std::shared_ptr<Connection>& c, std::uint64_t gen, boost::system::error_code ec,
+                    bool request)
+    {
+        if (gen != generation)
+            return;
+        writing = false;
+        fsm.on_write_finished(clock::now(), request);
+        if (ec) {
+            connection_failed(gen, "write: " + ec.message());
+            return;
+        }
+        write_next(c, gen);
+        drive(); // an idle writer makes the heartbeat due again
     }
 
     /// Kicks the writer of the live connection, if any. The write starts at once (no
@@ -553,59 +837,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
             live);
     }
 
-    /// Dead-peer detection: nothing received (data, ping or pong) for `dead_peer_timeout`
-    /// drops the connection, which then reconnects. Half-way through the silence the
-    /// writer sends a WebSocket ping, which a live peer answers with a pong. The check
-    /// runs on its own timer, so a write stuck behind a full send buffer cannot delay it,
-    /// and the timer is re-armed once per half-period, not per frame.
-    void check_liveness(std::uint64_t gen)
-    {
-        const auto limit = opts.dead_peer_timeout;
-        if (limit.count() <= 0 || gen != generation || st != state::connected)
-            return;
-        const auto now = clock::now();
-        if (now - last_receive >= limit) {
-            ++counters.dead_peer_disconnects;
-            connection_lost(gen);
-            return;
-        }
-        const auto half_way = last_receive + limit / 2;
-        if (now >= half_way && pinged_for != last_receive) {
-            pinged_for = last_receive;
-            ping_due = true;
-            pump_writes();
-        }
-        liveness_timer.expires_at(now >= half_way ? last_receive + limit : half_way);
-        liveness_timer.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
-            if (!ec)
-                self->check_liveness(gen);
-        });
-    }
-
-    /// `session.heartbeat` once nothing has been sent for `heartbeat_idle`.
-    void arm_heartbeat(std::uint64_t gen)
-    {
-        if (opts.heartbeat_idle.count() <= 0 || gen != generation || st != state::connected)
-            return;
-        // Due a full period after the last send; when requests are queued behind a busy
-        // writer (nothing to add), look again a full period from now rather than spin.
-        heartbeat_timer.expires_at(std::max(last_send, clock::now() - opts.heartbeat_idle / 2) + opts.heartbeat_idle);
-        heartbeat_timer.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
-            if (ec || gen != self->generation || self->st != state::connected)
-                return;
-            if (self->to_send.empty() && clock::now() >= self->last_send + self->opts.heartbeat_idle) {
-                self->enqueue_internal("session.heartbeat");
-                self->pump_writes();
-            }
-            self->arm_heartbeat(gen);
-        });
-    }
-
-    void enqueue_internal(std::string_view type)
+    void enqueue_heartbeat()
     {
         auto r = std::make_shared<pending_request>(ex);
-        r->request_type = type;
-        r->frame = serialize_request(type, nullptr);
+        r->request_type = "session.heartbeat";
+        r->frame = serialize_request(r->request_type, nullptr);
+        r->frame_bytes = r->frame.size();
+        counters.pending_bytes += r->frame_bytes;
         r->idempotent = true;
         r->abandoned = true; // nobody waits: the reply is consumed and dropped
         r->self = r;
@@ -615,26 +853,30 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     // ---- requests ---------------------------------------------------------------
 
-    /// `keep` holds the session while the request runs: callers start this from ordinary
-    /// functions (one coroutine frame per request, not one per API layer).
-    asio::awaitable<json::value> request([[maybe_unused]] std::shared_ptr<impl> keep, std::string type,
-                                         json::value event_data,
-                                         call_options o, std::chrono::milliseconds default_timeout)
+    /// One request, start to finish. A static coroutine holding the session by
+    /// shared_ptr: the public functions in front of it are ordinary functions that
+    /// encode the request first, so neither the caller's arguments nor `this` are
+    /// touched after they return (and a request costs one coroutine frame).
+    static asio::awaitable<json::value> request(std::shared_ptr<impl> self, std::string type, std::string frame,
+                                                call_options o, std::chrono::milliseconds session_options::*timeout_of)
     {
-        if (st == state::stopped)
-            throw lens::error(stop_code ? stop_code : make_error_code(errc::closed), type, stop_detail);
-        const auto timeout = o.timeout.count() > 0 ? o.timeout : default_timeout;
-        const auto deadline = clock::now() + timeout;
-        auto r = std::make_shared<pending_request>(ex);
+        if (!self)
+            throw lens::error(errc::closed, type, "moved-from session");
+        impl& s = *self;
+        if (s.fsm.stopped())
+            throw lens::error(s.fsm.stop_code(), type, s.fsm.stop_detail());
+        const auto timeout = o.timeout.count() > 0 ? o.timeout : s.opts.*timeout_of;
+        const auto deadline = detail::deadline_after(clock::now(), timeout);
+        auto r = std::make_shared<pending_request>(s.ex);
         r->request_type = type;
-        r->frame = serialize_request(type, event_data);
+        r->frame = std::move(frame);
+        r->frame_bytes = r->frame.size();
+        s.counters.pending_bytes += r->frame_bytes;
         r->idempotent = o.idempotent || is_idempotent(type);
         r->self = r;
         r->wake.expires_at(deadline);
-        if (type == "session.destroy")
-            destroy_sent = true;
-        to_send.push_back(*r);
-        pump_writes();
+        s.to_send.push_back(*r);
+        s.pump_writes();
 
         co_await r->wake.async_wait(nothrow);
         if (r->done) {
@@ -642,21 +884,174 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 throw lens::error(r->ec, type, r->error_detail);
             co_return std::move(r->reply);
         }
-        // The caller gives up: an unsent request simply leaves the queue; a sent one
-        // keeps its place so that its late reply is consumed, not mis-delivered.
-        if (r->send_hook.is_linked()) {
-            to_send.erase(to_send.iterator_to(*r));
-            r->self.reset();
-        } else {
-            r->abandoned = true;
-        }
+        s.abandon(*r);
         if (clock::now() >= deadline)
             throw lens::error(errc::timeout, type, "no reply within " + std::to_string(timeout.count()) + " ms");
         throw boost::system::system_error(asio::error::operation_aborted, type);
     }
+
+    /// `receive()`: a static coroutine for the same reason as `request`.
+    static asio::awaitable<std::optional<json::value>> receive(std::shared_ptr<impl> self,
+                                                               std::chrono::milliseconds timeout)
+    {
+        if (!self)
+            throw lens::error(errc::closed, "session.receive", "moved-from session");
+        const auto deadline = detail::deadline_after(clock::now(), timeout);
+        inbox_waiter w(self->ex);
+        for (;;) {
+            if (auto frame = self->pop_inbox())
+                co_return frame;
+            if (self->fsm.stopped() || clock::now() >= deadline)
+                co_return std::nullopt;
+            w.notified = false;
+            w.timer.expires_at(deadline);
+            self->receivers.push_back(w);
+            // A frame or a stop wakes this waiter by cancelling its timer: not an error.
+            auto [ec] = co_await w.timer.async_wait(nothrow);
+            w.unlink();
+            if (ec == asio::error::operation_aborted && !w.notified)
+                throw boost::system::system_error(ec, "session.receive"); // the caller was cancelled
+        }
+    }
 };
 
 // ---- public API -----------------------------------------------------------------
+
+namespace {
+
+using self_ptr = std::shared_ptr<session::impl>;
+using json_task = task<json::value>;
+constexpr auto request_timeout = &session_options::request_timeout;
+
+/// Encodes the request now and returns the coroutine that sends it.
+json_task send_request(const self_ptr& self, std::string type, json::value event_data, call_options o,
+                       std::chrono::milliseconds session_options::*timeout_of = request_timeout)
+{
+    auto frame = serialize_request(type, std::move(event_data));
+    return session::impl::request(self, std::move(type), std::move(frame), o, timeout_of);
+}
+
+const json::value* event_data_of(const json::value& reply)
+{
+    if (auto* o = reply.if_object())
+        if (auto* d = o->if_contains("event_data"); d && !d->is_null())
+            return d;
+    return nullptr;
+}
+
+std::vector<std::string> strings_of(const json::value* v)
+{
+    std::vector<std::string> out;
+    if (v && v->is_array())
+        for (auto& item : v->get_array())
+            out.push_back(item.is_string() ? std::string(item.get_string()) : json::serialize(item));
+    return out;
+}
+
+validation validation_of(json::value raw)
+{
+    validation result;
+    result.raw = std::move(raw);
+    if (auto* data = event_data_of(result.raw); data && data->is_object()) {
+        auto& obj = data->get_object();
+        if (auto* v = obj.if_contains("is_valid"); v && v->is_bool())
+            result.is_valid = v->get_bool();
+        result.error_messages = strings_of(obj.if_contains("error_messages"));
+    }
+    return result;
+}
+
+read_result read_result_of(json::value raw, std::string client_id)
+{
+    read_result result;
+    result.client_id = std::move(client_id);
+    result.raw = std::move(raw);
+    if (auto* d = event_data_of(result.raw); d && d->is_object()) {
+        auto& obj = d->get_object();
+        if (auto* id = obj.if_contains("client_id"); id && id->is_string())
+            result.client_id = std::string(id->get_string());
+        if (auto* list = obj.if_contains("messages"); list && list->is_array())
+            for (auto& m : list->get_array()) {
+                mailbox_message msg;
+                if (auto* mo = m.if_object()) {
+                    if (auto* t = mo->if_contains("timestamp"); t && t->is_number())
+                        msg.timestamp = t->to_number<double>();
+                    if (auto* t = mo->if_contains("type"); t && t->is_string())
+                        msg.type = std::string(t->get_string());
+                    if (auto* t = mo->if_contains("data"))
+                        msg.data = *t;
+                } else {
+                    msg.data = m;
+                }
+                result.messages.push_back(std::move(msg));
+            }
+    }
+    return result;
+}
+
+json::object read_event_data(const std::string& client_id)
+{
+    json::object data;
+    data["client_id"] = client_id;
+    return data;
+}
+
+// The typed operations: coroutines taking the session by shared_ptr (never `this`),
+// each awaiting one request and decoding its reply.
+namespace ops {
+
+task<session_record> status(self_ptr self, call_options o)
+{
+    auto reply = co_await send_request(self, "session.status", nullptr, o);
+    co_return detail::decode<session_record>(reply, "session.status");
+}
+
+task<validation> validate(self_ptr self, call_options o)
+{
+    co_return validation_of(co_await send_request(self, "session.validate", nullptr, o));
+}
+
+task<read_result> read(self_ptr self, std::string client_id, call_options o)
+{
+    auto reply = co_await send_request(self, "session.read", read_event_data(client_id), o);
+    co_return read_result_of(std::move(reply), std::move(client_id));
+}
+
+json_task destroy(self_ptr self, call_options o)
+{
+    auto reply = co_await send_request(self, "session.destroy", nullptr, o);
+    self->shutdown(errc::session_gone, "session destroyed");
+    co_return reply;
+}
+
+json_task input_stream_set(self_ptr self, std::string frame, call_options o)
+{
+    auto reply = co_await session::impl::request(self, "input_stream.set", std::move(frame), o, request_timeout);
+    if (auto* d = event_data_of(reply); d && d->is_object())
+        if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
+            std::vector<server_error> errors;
+            for (auto& m : strings_of(d->get_object().if_contains("error_messages")))
+                errors.push_back({{}, m, {}, {}});
+            throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
+        }
+    co_return reply;
+}
+
+json_task query(self_ptr self, std::string frame, call_options o)
+{
+    auto reply = co_await session::impl::request(self, "model.query", std::move(frame), o,
+                                                 &session_options::query_timeout);
+    if (auto* d = event_data_of(reply); d && d->is_object())
+        if (auto* r = d->get_object().if_contains("result"))
+            co_return *r;
+    throw lens::error(errc::invalid_response, "model.query", "reply has no event_data.result");
+}
+
+task<void> heartbeat(self_ptr self, call_options o) { co_await send_request(self, "session.heartbeat", nullptr, o); }
+
+} // namespace ops
+
+} // namespace
 
 session::session(std::shared_ptr<impl> p) noexcept : impl_(std::move(p)) {}
 session::session(session&&) noexcept = default;
@@ -689,153 +1084,59 @@ task<session> session::open(const config& cfg, const std::string& endpoint, cons
 
 task<session> session::open(std::shared_ptr<const detail::endpoint> ep, std::string endpoint, session_options opts)
 {
-    auto p = std::make_shared<impl>(co_await asio::this_coro::executor, std::move(ep), endpoint, opts);
-    auto ex = p->ex;
-    asio::co_spawn(ex, impl::connect_loop(p, true), asio::detached);
-    const auto deadline = clock::now() + p->opts.connect_timeout;
-    while (p->st != impl::state::connected && p->st != impl::state::stopped && clock::now() < deadline) {
-        p->state_signal.expires_at(deadline);
+    auto p = std::make_shared<impl>(co_await asio::this_coro::executor, std::move(ep), endpoint, std::move(opts));
+    p->start(); // the FSM bounds the whole open by connect_timeout, retries included
+    while (!p->fsm.connected() && !p->fsm.stopped()) {
+        p->state_signal.expires_at(clock::time_point::max());
         co_await p->state_signal.async_wait(nothrow);
         auto cancellation = co_await asio::this_coro::cancellation_state;
         if (cancellation.cancelled() != asio::cancellation_type::none) {
-            p->stop(errc::closed, "open cancelled");
+            p->shutdown(errc::closed, "open cancelled");
             throw boost::system::system_error(asio::error::operation_aborted, "session.open");
         }
     }
-    if (p->st == impl::state::stopped)
-        throw lens::error(p->stop_code, "session.open", p->stop_detail);
-    if (p->st != impl::state::connected) {
-        auto detail = "not connected within " + std::to_string(p->opts.connect_timeout.count()) + " ms";
-        if (!p->last_connect_error.empty())
-            detail += " (last attempt: " + p->last_connect_error + ")";
-        p->stop(errc::timeout, detail);
-        throw lens::error(errc::timeout, "session.open", detail);
-    }
+    if (p->fsm.stopped())
+        throw lens::error(p->fsm.stop_code(), "session.open", p->fsm.stop_detail());
     co_return session(std::move(p));
 }
 
 void session::close() noexcept
 {
     if (impl_)
-        impl_->stop(errc::closed, "session closed");
+        impl_->shutdown(errc::closed, "session closed");
 }
 
 task<json::value> session::call(std::string type, json::value event_data, call_options o)
 {
-    auto& i = *impl_;
-    return i.request(impl_, std::move(type), std::move(event_data), o, i.opts.request_timeout);
+    return send_request(impl_, std::move(type), std::move(event_data), o);
 }
 
-task<session_record> session::status(call_options o)
+task<session_record> session::status(call_options o) { return ops::status(impl_, o); }
+
+task<validation> session::validate(call_options o) { return ops::validate(impl_, o); }
+
+task<read_result> session::read(call_options o)
 {
-    auto reply = co_await call("session.status", nullptr, o);
-    co_return detail::decode<session_record>(reply, "session.status");
+    return ops::read(impl_, impl_ ? impl_->client_id : std::string(), o);
 }
-
-namespace {
-const json::value* event_data_of(const json::value& reply)
-{
-    if (auto* o = reply.if_object())
-        if (auto* d = o->if_contains("event_data"); d && !d->is_null())
-            return d;
-    return nullptr;
-}
-
-std::vector<std::string> strings_of(const json::value* v)
-{
-    std::vector<std::string> out;
-    if (v && v->is_array())
-        for (auto& item : v->get_array())
-            out.push_back(item.is_string() ? std::string(item.get_string()) : json::serialize(item));
-    return out;
-}
-} // namespace
-
-task<validation> session::validate(call_options o)
-{
-    validation result;
-    result.raw = co_await call("session.validate", nullptr, o);
-    if (auto* data = event_data_of(result.raw); data && data->is_object()) {
-        auto& obj = data->get_object();
-        if (auto* v = obj.if_contains("is_valid"); v && v->is_bool())
-            result.is_valid = v->get_bool();
-        result.error_messages = strings_of(obj.if_contains("error_messages"));
-    }
-    co_return result;
-}
-
-task<read_result> session::read(call_options o) { co_return co_await read(impl_->client_id, o); }
 
 task<read_result> session::read(std::string client_id, call_options o)
 {
-    json::object data;
-    data["client_id"] = client_id;
-    read_result result;
-    result.client_id = client_id;
-    result.raw = co_await call("session.read", std::move(data), o);
-    if (auto* d = event_data_of(result.raw); d && d->is_object()) {
-        auto& obj = d->get_object();
-        if (auto* id = obj.if_contains("client_id"); id && id->is_string())
-            result.client_id = std::string(id->get_string());
-        if (auto* list = obj.if_contains("messages"); list && list->is_array())
-            for (auto& m : list->get_array()) {
-                mailbox_message msg;
-                if (auto* mo = m.if_object()) {
-                    if (auto* t = mo->if_contains("timestamp"); t && t->is_number())
-                        msg.timestamp = t->to_number<double>();
-                    if (auto* t = mo->if_contains("type"); t && t->is_string())
-                        msg.type = std::string(t->get_string());
-                    if (auto* t = mo->if_contains("data"))
-                        msg.data = *t;
-                } else {
-                    msg.data = m;
-                }
-                result.messages.push_back(std::move(msg));
-            }
-    }
-    co_return result;
+    return ops::read(impl_, std::move(client_id), o);
 }
 
-task<json::value> session::destroy(call_options o)
-{
-    auto keep = impl_;
-    auto reply = co_await call("session.destroy", nullptr, o);
-    keep->stop(errc::session_gone, "session destroyed");
-    co_return reply;
-}
+task<json::value> session::destroy(call_options o) { return ops::destroy(impl_, o); }
 
 task<json::value> session::set_input_stream(const input_stream& s, call_options o)
 {
-    return send_input_stream(to_event_data(s), o);
-}
-
-task<json::value> session::send_input_stream(json::object event_data, call_options o)
-{
-    auto reply = co_await call("input_stream.set", std::move(event_data), o);
-    if (auto* d = event_data_of(reply); d && d->is_object())
-        if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
-            std::vector<server_error> errors;
-            for (auto& m : strings_of(d->get_object().if_contains("error_messages")))
-                errors.push_back({{}, m, {}, {}});
-            throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
-        }
-    co_return reply;
+    return ops::input_stream_set(impl_, serialize_request("input_stream.set", to_event_data(s)), o);
 }
 
 task<json::value> session::query(const query_request& q, call_options o)
 {
-    return send_query(q.to_event_data(), o);
-}
-
-task<json::value> session::send_query(json::object event_data, call_options o)
-{
-    if (o.timeout.count() == 0)
-        o.timeout = impl_->opts.query_timeout;
-    auto reply = co_await call("model.query", std::move(event_data), o);
-    if (auto* d = event_data_of(reply); d && d->is_object())
-        if (auto* r = d->get_object().if_contains("result"))
-            co_return *r;
-    throw lens::error(errc::invalid_response, "model.query", "reply has no event_data.result");
+    // Encoded here: the image is copied once, into the frame, and nothing the caller
+    // passed is referenced after this returns.
+    return ops::query(impl_, serialize_request("model.query", q.to_event_data()), o);
 }
 
 task<json::value> session::update(json::value data, call_options o)
@@ -843,40 +1144,39 @@ task<json::value> session::update(json::value data, call_options o)
     json::object envelope;
     envelope["type"] = "data.json";
     envelope["event_data"] = std::move(data);
-    co_return co_await call("session.update", std::move(envelope), o);
+    return send_request(impl_, "session.update", std::move(envelope), o);
 }
 
-task<void> session::heartbeat(call_options o) { co_await call("session.heartbeat", nullptr, o); }
+task<void> session::heartbeat(call_options o) { return ops::heartbeat(impl_, o); }
 
 std::optional<json::value> session::try_receive()
 {
-    if (!impl_ || impl_->inbox.empty())
+    if (!impl_)
         return std::nullopt;
-    auto v = std::move(impl_->inbox.front());
-    impl_->inbox.pop_front();
-    return v;
+    return impl_->pop_inbox();
 }
 
 task<std::optional<json::value>> session::receive(std::chrono::milliseconds timeout)
 {
-    auto keep = impl_;
-    const auto deadline = clock::now() + timeout;
-    while (keep->inbox.empty() && keep->st != impl::state::stopped && clock::now() < deadline) {
-        keep->inbox_signal.expires_at(deadline);
-        co_await keep->inbox_signal.async_wait(asio::use_awaitable_t<>{}); // throws when cancelled... by design
-    }
-    co_return try_receive();
+    return impl::receive(impl_, timeout);
 }
 
-const std::string& session::client_id() const noexcept { return impl_->client_id; }
+const std::string& session::client_id() const noexcept
+{
+    static const std::string none;
+    return impl_ ? impl_->client_id : none;
+}
 
 session_stats session::stats() const noexcept
 {
+    if (!impl_)
+        return {};
     auto s = impl_->counters;
     s.pending = impl_->awaiting.size() + impl_->to_send.size();
+    s.inbox_frames = impl_->inbox.size();
     return s;
 }
 
-bool session::is_connected() const noexcept { return impl_ && impl_->st == impl::state::connected; }
+bool session::is_connected() const noexcept { return impl_ && impl_->fsm.connected(); }
 
 } // namespace lens

@@ -5,10 +5,13 @@
 // writer drains the send queue (a burst goes out corked, as few TCP segments);
 // one reader matches each reply to the oldest pending request expecting that
 // reply type (see detail/reply_matcher.hpp). Both are chains of completion
-// handlers, so an idle connected session costs a pending read and two timer
-// waits, no coroutine frames.
-// Every request has a deadline; expiry or cancellation completes only that
-// caller, and its late reply is consumed and dropped.
+// handlers, and every timing rule of the channel (connect deadline, keepalive
+// ping, dead peer, idle heartbeat, reconnect pacing) is decided by one sans-I/O
+// state machine (src/detail/channel_fsm.hpp) that needs ONE timer: an idle
+// connected session costs a pending read and one timer wait, no coroutine frames.
+// Every request has a deadline (saturating: `milliseconds::max()` never expires);
+// expiry or cancellation completes only that caller, and its late reply is
+// consumed and dropped.
 //
 // Failure rules (the protocol has no request ids):
 // - a reply `{"type": "T.response", "message": M}` without `event_data` fails the
@@ -18,22 +21,39 @@
 //   of any type (errc::session_gone when M starts with "Unknown session id",
 //   errc::api_error otherwise); with nothing outstanding it goes to the inbox;
 // - frames that answer nothing (other types, replies nobody awaits, non-JSON text)
-//   go to a bounded inbox. When it is full the OLDEST message is dropped and
-//   `inbox_dropped()` counts it: the reader never waits for the inbox's reader.
-//   A non-JSON frame is kept in the inbox as a JSON string of its text.
+//   go to the inbox, bounded in frames (`inbox_capacity`) and in bytes of frame text
+//   (`inbox_max_bytes`). Beyond either bound the OLDEST frames are dropped and
+//   `inbox_dropped` counts them (a single frame larger than `inbox_max_bytes` is
+//   dropped on arrival): the reader never waits for the inbox's reader. A non-JSON
+//   frame is kept as a JSON string of its text.
 //
-// Connection loss: reconnect with exponential backoff and jitter. Requests already
-// written fail with errc::connection_lost unless idempotent (status, validate, read,
-// heartbeat), which are resent; requests not yet written wait for the new
-// connection within their deadlines. An upgrade refused with 401/403 (unauthorized)
-// or 404 (session_gone), or a server certificate that fails verification
-// (certificate_rejected), stops reconnecting and fails everything; so does a
-// completed `destroy`, or the reconnect attempt limit.
+// Secrets: every frame from the server is scrubbed of the API key (the literal key
+// in any string or member name, at any depth, and every `api_key` member) before
+// anything else sees it: replies, error texts, inbox frames; so are the server texts
+// quoted in connection errors.
+//
+// Byte budgets: a frame over `max_message_size` drops the connection (the reader
+// never buffers it: see oversize_disconnects); the session reconnects. A request's
+// frame is freed as soon as it can never be written again (after its write unless it
+// is idempotent; at once when its caller gives up): see session_stats::pending_bytes.
+//
+// Connection loss: reconnect with exponential backoff and jitter (`reconnect`; the
+// delays grow with failures in a row, including connections that drop before
+// `reset_after`; `max_attempts` failures in a row stop the session with the last
+// failure's code). Requests already written fail with errc::connection_lost unless
+// idempotent (status, validate, read, heartbeat, or `call_options::idempotent`),
+// which are resent first, in order; requests not yet written wait for the new
+// connection within their deadlines. Final failures stop reconnecting and fail
+// everything: an upgrade refused with 401/403 (errc::unauthorized) or 404
+// (errc::not_found) — one table, `lens::status_condition` —, a server certificate
+// that fails verification (certificate_rejected), a sent `destroy`
+// (errc::session_gone).
 //
 // A session object is used from one thread (its executor's); keep each session
 // on one io_context. Destroying it closes the connection and fails its requests
 // with errc::closed; it does not destroy the server-side session (see destroy()
-// and lens/scoped_session.hpp).
+// and lens/scoped_session.hpp). Operations started on a moved-from session fail
+// with errc::closed when awaited; its accessors return empty values.
 #pragma once
 
 #include <lens/backoff.hpp>
@@ -77,6 +97,14 @@ struct session_options {
     bool subprotocol_auth = false;
     /// Unsolicited frames kept for `receive()`; beyond it the oldest is dropped.
     std::size_t inbox_capacity = 256;
+    /// Bytes (of frame text) the inbox may hold; beyond it the oldest frames are dropped,
+    /// and a single larger frame is dropped on arrival.
+    std::size_t inbox_max_bytes = 1024 * 1024;
+    /// The largest frame accepted from the server (WebSocket `read_message_max`). A bigger
+    /// one drops the connection without being buffered (requests written on it fail or are
+    /// resent as after any loss, with "max_message_size" in the error); then the session
+    /// reconnects. 0 means no limit.
+    std::size_t max_message_size = 4 * 1024 * 1024;
     /// The `client_id` of `read()`; empty: 8 random hex digits per session object.
     std::string client_id;
 };
@@ -120,7 +148,11 @@ struct session_stats {
     std::size_t heartbeats_sent = 0;
     std::size_t dead_peer_disconnects = 0; ///< connections dropped for silence (dead_peer_timeout)
     std::size_t pongs_received = 0;        ///< answers to keepalive pings
+    std::size_t oversize_disconnects = 0;  ///< connections dropped for a frame over max_message_size
     std::size_t pending = 0;           ///< requests awaiting a reply now
+    std::size_t pending_bytes = 0;     ///< request frame bytes the session holds now (queued or resendable)
+    std::size_t inbox_frames = 0;      ///< unsolicited frames waiting in the inbox now
+    std::size_t inbox_bytes = 0;       ///< their bytes of frame text (at most inbox_max_bytes)
 };
 
 class session {
@@ -178,12 +210,16 @@ public:
     /// \overload without `event_data`.
     task<boost::json::value> call(std::string type) { return call(std::move(type), nullptr); }
 
-    /// The next unsolicited frame, waiting at most `timeout`; nullopt on timeout.
+    /// The next unsolicited frame, waiting at most `timeout`; nullopt on timeout or when
+    /// the session stops (close, destroy, a final failure) while nothing is queued.
+    /// Several callers may wait at once: each frame goes to one of them. Cancelling the
+    /// caller throws operation_aborted.
     task<std::optional<boost::json::value>> receive(std::chrono::milliseconds timeout);
     /// The next unsolicited frame if one is queued.
     std::optional<boost::json::value> try_receive();
 
-    /// Closes the connection now; pending requests fail with errc::closed.
+    /// Closes the connection now; pending requests fail with errc::closed, waiting
+    /// `receive()` callers get nullopt.
     void close() noexcept;
 
     const std::string& client_id() const noexcept;
@@ -192,9 +228,6 @@ public:
 
     struct impl;
 private:
-    task<boost::json::value> send_input_stream(boost::json::object event_data, call_options o);
-    task<boost::json::value> send_query(boost::json::object event_data, call_options o);
-
     explicit session(std::shared_ptr<impl> p) noexcept;
     std::shared_ptr<impl> impl_;
 };
