@@ -380,14 +380,23 @@ TEST_CASE("event_stream: refusals from the emulator fail at once, without the ke
 
 namespace {
 
-/// Answers the Nth connection with `replies[N]` (the last one repeats), then closes.
+/// Answers connection N (0-based) with `reply(N)`, then closes it; records every request
+/// head. One connection at a time, on loopback, on an ephemeral port.
 struct scripted_server {
+    using reply_for = std::function<std::string(std::size_t)>;
+
     asio::ip::tcp::acceptor acceptor;
-    std::vector<std::string> replies;
+    reply_for reply;
     std::vector<std::string> requests; ///< request heads, in order
 
-    scripted_server(asio::io_context& ctx, std::vector<std::string> r)
-        : acceptor(ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), replies(std::move(r))
+    /// `replies[N]` for connection N; the last one repeats.
+    scripted_server(asio::io_context& ctx, std::vector<std::string> replies)
+        : scripted_server(ctx, [r = std::move(replies)](std::size_t n) { return r[std::min(n, r.size() - 1)]; })
+    {
+    }
+
+    scripted_server(asio::io_context& ctx, reply_for f)
+        : acceptor(ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), reply(std::move(f))
     {
         asio::co_spawn(ctx, serve(), asio::detached);
     }
@@ -407,8 +416,8 @@ struct scripted_server {
             auto [rec, k] = co_await asio::async_read_until(sock, asio::dynamic_buffer(head), "\r\n\r\n",
                                                               asio::as_tuple(asio::use_awaitable));
             requests.push_back(head.substr(0, k));
-            const std::string& reply = replies[std::min(n, replies.size() - 1)];
-            co_await asio::async_write(sock, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
+            const std::string answer = reply(n);
+            co_await asio::async_write(sock, asio::buffer(answer), asio::as_tuple(asio::use_awaitable));
             boost::system::error_code ignored;
             sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
         }
@@ -436,7 +445,14 @@ struct raw_fixture {
     scripted_server server;
     lens::config cfg;
 
-    explicit raw_fixture(std::vector<std::string> replies) : server(ctx, std::move(replies))
+    explicit raw_fixture(std::vector<std::string> replies) : raw_fixture(scripted_server::reply_for(
+                                                                   [r = std::move(replies)](std::size_t n) {
+                                                                       return r[std::min(n, r.size() - 1)];
+                                                                   }))
+    {
+    }
+
+    explicit raw_fixture(scripted_server::reply_for reply) : server(ctx, std::move(reply))
     {
         cfg.endpoint = server.endpoint();
         cfg.api_key = "sk-secret-key-0042";
@@ -618,18 +634,360 @@ TEST_CASE("event_stream: close() ends next() - a waiting next() returns nullopt"
     CHECK_FALSE(r);
 }
 
-TEST_CASE("event_stream: the server's retry: spaces reconnection")
+// ---- hardening: server hints, pacing, secrets, header values, lifetimes, byte budgets -------
+
+namespace {
+
+/// Takes events from `s` until `window` has passed (a timer raced against next(), which
+/// is safe), then closes the stream. Returns the number of events. The window only bounds
+/// the observation; no test asserts how long anything took.
+asio::awaitable<std::size_t> drain_for(lens::event_stream& s, std::chrono::milliseconds window)
 {
-    raw_fixture f({stream_reply("retry: 150\nid: 1\ndata: {\"type\":\"log.info\",\"event_data\":{}}\n\n"),
-                   stream_reply(end_event)});
-    auto s = f.stream(); // its own backoff starts at 1 ms
-    const auto t0 = std::chrono::steady_clock::now();
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(window);
     std::size_t n = 0;
-    while (run(f.ctx, s.next()))
+    for (;;) {
+        auto r = co_await (s.next() || t.async_wait(asio::use_awaitable));
+        if (r.index() == 1 || !std::get<0>(r))
+            break;
         ++n;
-    CHECK(n == 2);
-    // a lower bound only: the reconnection cannot come sooner than retry: asked
-    CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);
-    CHECK(f.server.requests.size() == 2);
+    }
+    s.close();
+    co_return n;
+}
+
+/// Every event to the end.
+std::vector<lens::session_event> drain(asio::io_context& ctx, lens::event_stream& s)
+{
+    std::vector<lens::session_event> out;
+    while (auto ev = run(ctx, s.next()))
+        out.push_back(std::move(*ev));
+    return out;
+}
+
+/// Every string a consumer can reach in `ev`: id, type, raw JSON and the typed fields.
+std::string all_text(const lens::session_event& ev)
+{
+    std::string s = ev.id + "\n" + ev.type + "\n" + json::serialize(ev.raw) + "\n";
+    std::visit(
+        [&](const auto& b) {
+            using T = std::decay_t<decltype(b)>;
+            if constexpr (std::is_same_v<T, lens::stream_start>)
+                s += b.session_id + b.reader_id;
+            else if constexpr (std::is_same_v<T, lens::heartbeat>)
+                s += b.session_id + b.session_status;
+            else if constexpr (std::is_same_v<T, lens::stream_end>)
+                s += b.session_id;
+            else if constexpr (std::is_same_v<T, lens::inference_result>)
+                s += json::serialize(b.response) + b.query_id + json::serialize(b.query_metadata);
+            else if constexpr (std::is_same_v<T, lens::inference_error>)
+                for (auto& m : b.error_messages)
+                    s += m;
+            else if constexpr (std::is_same_v<T, lens::log_message>)
+                s += b.level + b.message;
+            else if constexpr (std::is_same_v<T, lens::frame_processed>)
+                s += json::serialize(b.event_data);
+            else if constexpr (std::is_same_v<T, lens::error_event>)
+                s += b.message;
+            else if constexpr (std::is_same_v<T, lens::malformed_event>)
+                s += b.data + b.error;
+        },
+        ev.body);
+    return s;
+}
+
+std::string one_event(std::size_t id)
+{
+    return "id: " + std::to_string(id) + "\ndata: {\"type\":\"log.info\",\"event_data\":{\"message\":\"m\"}}\n\n";
+}
+
+} // namespace
+
+TEST_CASE("event_stream: a huge retry: hint from a server that closes after each event causes no storm")
+{
+    // Every connection: `retry:` past milliseconds::max, one event, close. Before, the
+    // saturated value overflowed the timer (10,441 connections in 4 s); now it is clamped
+    // to max_server_delay, so at most one reconnection fits in a window of 300 ms.
+    raw_fixture f([](std::size_t n) { return stream_reply("retry: 99999999999999999999\n" + one_event(n + 1)); });
+    auto o = fast_options();
+    o.reconnect.max_server_delay = 200ms;
+    auto s = f.stream(o);
+    const std::size_t events = run(f.ctx, drain_for(s, 300ms));
+    CHECK(events >= 1);
+    CHECK(f.server.requests.size() >= 1);
+    CHECK(f.server.requests.size() <= 2);
+    if (f.server.requests.size() == 2)
+        CHECK(f.server.requests[1].find("Last-Event-ID: 1\r\n") != std::string::npos);
+}
+
+TEST_CASE("event_stream: a retry: of 31 years is clamped - the stream resumes and ends")
+{
+    // Before, the stream slept for `retry: 1000000000000` ms (the watchdog would fail this).
+    raw_fixture f({stream_reply("retry: 1000000000000\n" + one_event(1)),
+                   stream_reply("retry: 99999999999999999999\n" + one_event(2)), stream_reply(end_event)});
+    auto o = fast_options();
+    o.reconnect.max_server_delay = 20ms;
+    auto s = f.stream(o);
+    const auto evs = drain(f.ctx, s);
+    REQUIRE(evs.size() == 3);
+    CHECK(evs[1].id == "2");
+    CHECK(evs[2].kind() == lens::event_kind::stream_end);
+    REQUIRE(f.server.requests.size() == 3);
     CHECK(f.server.requests[1].find("Last-Event-ID: 1\r\n") != std::string::npos);
+    CHECK(f.server.requests[2].find("Last-Event-ID: 2\r\n") != std::string::npos);
+}
+
+TEST_CASE("event_stream: a Retry-After of decades is clamped - the stream connects")
+{
+    // Before, up to 9 digits were honoured: 999999999 s made the stream wait 31 years.
+    raw_fixture f({status_reply(503, "", "Retry-After: 999999999\r\n"),
+                   status_reply(429, "", "Retry-After: 9999999999999999999999999\r\n"),
+                   stream_reply(one_event(1) + end_event)});
+    auto o = fast_options();
+    o.reconnect.max_server_delay = 20ms;
+    auto s = f.stream(o);
+    const auto evs = drain(f.ctx, s);
+    REQUIRE(evs.size() == 2);
+    CHECK(s.statistics().retried_statuses == 2);
+    CHECK(s.statistics().attempts == 3);
+}
+
+TEST_CASE("event_stream: a server that sends one event and closes is reconnected on a growing schedule")
+{
+    // Before, every new event id reset the schedule: a connection every `initial` for ever
+    // (about 15 in this window). Now only a connection that stayed up `reset_after` does:
+    // delays of 20, 40, 80, 160 ms... leave room for at most 5 connections in 400 ms.
+    raw_fixture f([](std::size_t n) { return stream_reply(one_event(n + 1)); });
+    auto o = fast_options();
+    o.reconnect.initial = 20ms;
+    o.reconnect.max = 10s;
+    o.reconnect.multiplier = 2.0;
+    o.reconnect.jitter = 0;
+    o.reconnect.reset_after = 30s;
+    auto s = f.stream(o);
+    const std::size_t events = run(f.ctx, drain_for(s, 400ms));
+    MESSAGE(f.server.requests.size(), " connections, ", events, " events");
+    CHECK(f.server.requests.size() >= 1);
+    CHECK(f.server.requests.size() <= 5);
+    CHECK(events <= f.server.requests.size());
+    for (std::size_t i = 1; i < f.server.requests.size(); ++i)
+        CHECK(f.server.requests[i].find("Last-Event-ID: " + std::to_string(i) + "\r\n") != std::string::npos);
+}
+
+TEST_CASE("event_stream: a hostile server's API key reaches neither events nor errors")
+{
+    const std::string key = "sk-secret-key-0042"; // raw_fixture's key
+    const std::string escaped = "\\u0073k-secret-key-0042";
+    const std::string body =
+        "id: " + key + "\n"
+        "data: {\"type\":\"log.info\",\"event_data\":{\"message\":\"your key is " + key + "\"}}\n\n"
+        "id: 2\n"
+        "data: {\"type\":\"inference.result\",\"event_data\":{\"response\":[\"" + key + "\",{\"" + key +
+        "\":0.5}],\"query_id\":\"" + key + "\",\"query_metadata\":{\"whatever_name\":\"" + escaped +
+        "\",\"api_key\":\"" + key + "\"}}}\n\n"
+        "data: {\"type\":\"log.warning\",\"event_data\":{\"Api_Key\":\"x\",\"nested\":[{\"tok\":\"" + escaped +
+        "\"}]}}\n\n"
+        "data: not json, but the key: " + key + "\n\n"
+        "event: " + key + "\n"
+        "data: {\"type\":\"" + key + "\",\"api_key\":\"" + key + "\"}\n\n"
+        "data: {\"type\":\"sse.stream.start\",\"session_id\":\"" + escaped + "\",\"reader_id\":\"" + key +
+        "\"}\n\n"
+        "data: {\"type\":\"error\",\"event_data\":{\"error_messages\":[\"" + escaped + "\",\"" + key + "\"]}}\n\n" +
+        end_event;
+    raw_fixture f({stream_reply(body)});
+    auto s = f.stream();
+    const auto evs = drain(f.ctx, s);
+    REQUIRE(evs.size() == 8);
+    for (const auto& ev : evs) {
+        const std::string text = all_text(ev);
+        INFO(text);
+        CHECK(text.find(key) == std::string::npos);
+    }
+    CHECK(evs[0].id == "[redacted]");
+    CHECK(evs[0].get_if<lens::log_message>()->message == "your key is [redacted]");
+    CHECK(evs[3].kind() == lens::event_kind::malformed);
+    CHECK_FALSE(evs[4].raw.as_object().contains("api_key"));
+    CHECK(s.last_event_id().find(key) == std::string::npos);
+
+    // A refusal quoting the key in every diagnostic field.
+    raw_fixture g({status_reply(401, R"({"errors":[{"code":")" + key + R"(","message":"invalid token )" + key +
+                                         R"(","suggestion":"not )" + escaped + R"(","error_uid":")" + key +
+                                         R"("}],"detail":")" + key + R"(","api_key":")" + key + R"("})")});
+    auto refused = g.stream();
+    const auto e = g.failure(refused);
+    CHECK(e.code() == lens::errc::unauthorized);
+    CHECK(std::string(e.what()).find(key) == std::string::npos);
+    CHECK(std::string(e.what()).find("invalid token [redacted]") != std::string::npos);
+    for (const auto& said : e.server_errors()) {
+        CHECK(said.code.find(key) == std::string::npos);
+        CHECK(said.message.find(key) == std::string::npos);
+        CHECK(said.suggestion.find(key) == std::string::npos);
+        CHECK(said.error_uid.find(key) == std::string::npos);
+    }
+}
+
+TEST_CASE("event_stream: a Last-Event-ID with CR or LF is refused before anything is sent")
+{
+    raw_fixture f({stream_reply(end_event)});
+    for (const std::string bad : {"7\r\nX-Injected: yes", "7\nX-Injected: yes", "7\rX-Injected: yes", "7\x01"}) {
+        auto o = fast_options();
+        o.last_event_id = bad;
+        try {
+            auto s = f.stream(o);
+            FAIL("the stream was created");
+        } catch (const lens::error& e) {
+            CHECK(e.code() == lens::errc::invalid_argument);
+            CHECK(std::string(e.what()).find("Last-Event-ID") != std::string::npos);
+        }
+        // the same through the client
+        lens::client c(f.ctx.get_executor(), f.cfg);
+        try {
+            auto s = c.events("lsn-1", o);
+            FAIL("the stream was created");
+        } catch (const lens::error& e) {
+            CHECK(e.code() == lens::errc::invalid_argument);
+        }
+    }
+    // The server saw nothing; a good id goes out alone on its line.
+    auto o = fast_options();
+    o.last_event_id = "7";
+    auto s = f.stream(o);
+    CHECK(drain(f.ctx, s).size() == 1);
+    REQUIRE(f.server.requests.size() == 1);
+    CHECK(f.server.requests[0].find("X-Injected") == std::string::npos);
+    CHECK(f.server.requests[0].find("Last-Event-ID: 7\r\n") != std::string::npos);
+}
+
+TEST_CASE("event_stream: a moved-from stream fails clearly and does not crash")
+{
+    raw_fixture f({stream_reply(one_event(1) + end_event)});
+    auto s = f.stream();
+    auto t = std::move(s);
+    // NOLINTBEGIN(bugprone-use-after-move): that is the point
+    CHECK(s.session_id().empty());
+    CHECK(s.last_event_id().empty());
+    CHECK(s.statistics().attempts == 0);
+    CHECK_FALSE(s.ended());
+    s.close();
+    CHECK_FALSE(run(f.ctx, s.next()));
+    try {
+        run(f.ctx, s.connect());
+        FAIL("connect() on a moved-from stream succeeded");
+    } catch (const lens::error& e) {
+        CHECK(e.code() == lens::errc::closed);
+    }
+    // NOLINTEND(bugprone-use-after-move)
+    CHECK(t.session_id() == "lsn-1");
+    CHECK(drain(f.ctx, t).size() == 2);
+    // Assigning over a running stream closes it.
+    raw_fixture g({stream_reply(one_event(1) + end_event)});
+    auto u = g.stream();
+    run(g.ctx, u.connect());
+    u = g.stream();
+    CHECK(drain(g.ctx, u).size() == 2);
+}
+
+TEST_CASE("event_stream: destroying a stream while its reader runs is clean")
+{
+    SUBCASE("reading (a live emulator stream)")
+    {
+        fixture f;
+        const auto id = f.go(start_activity_session(f.client, "", ""));
+        {
+            auto s = f.stream(id);
+            f.go(s.connect());
+            REQUIRE(f.go(s.next()));
+            // the reader now waits in a read; next() is waiting too when the stream goes
+            f.go([&]() -> asio::awaitable<void> {
+                asio::steady_timer t(co_await asio::this_coro::executor);
+                t.expires_after(5ms);
+                co_await (s.next() || t.async_wait(asio::use_awaitable));
+            }());
+        }
+        // the reader finishes on the context; the emulator sees the consumer go
+        auto s2 = f.stream(id);
+        f.go(s2.connect());
+        CHECK(s2.statistics().connections == 1);
+    }
+    SUBCASE("paused on a full queue")
+    {
+        fixture f;
+        f.emu.knobs().sse.csv_window_rows = 1;
+        f.emu.knobs().sse.result_interval = 0ms;
+        const auto id = f.go(start_activity_session(f.client, "p.csv", make_csv(200)));
+        auto o = fast_options();
+        o.queue_capacity = 2;
+        std::optional<lens::event_stream> s(f.stream(id, o));
+        REQUIRE(f.go(s->next()));
+        f.go([&]() -> asio::awaitable<void> {
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            while (s->statistics().reader_pauses == 0) {
+                t.expires_after(1ms);
+                co_await t.async_wait(asio::use_awaitable);
+            }
+        }());
+        s.reset();
+        f.go(f.client.destroy_session(id));
+    }
+    SUBCASE("waiting to reconnect, and connecting")
+    {
+        asio::io_context ctx;
+        lens::config cfg;
+        {
+            // a port nobody listens on: refused at once, then a long delay
+            asio::ip::tcp::acceptor a(ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+            cfg.endpoint = "http://127.0.0.1:" + std::to_string(a.local_endpoint().port()) + "/v0.5";
+        }
+        cfg.api_key = "k";
+        cfg.retry.max_attempts = 100;
+        auto o = fast_options();
+        o.reconnect.initial = 1h;
+        o.reconnect.max = 1h;
+        {
+            lens::event_stream s(ctx.get_executor(), cfg, "lsn-1", o);
+            asio::co_spawn(ctx, s.connect(), asio::detached);
+            while (s.statistics().attempts == 0)
+                ctx.run_one();
+            ctx.poll(); // the refusal, if it is already there: then the hour's delay starts
+        }
+        // Nothing of the stream is left on the context: no timer of an hour, no reader, no
+        // connect() (run_for is only a watchdog: run() returns as soon as the work is done).
+        ctx.restart();
+        ctx.run_for(30s);
+        CHECK(ctx.stopped());
+    }
+}
+
+TEST_CASE("event_stream: queue_max_bytes bounds the bytes buffered for a slow consumer")
+{
+    // 300 events of ~10 KB. Before, only the count was bounded (1000 here: ~3 MB queued).
+    const std::string pad(10000, 'x');
+    std::string body;
+    for (std::size_t i = 1; i <= 300; ++i)
+        body += "id: " + std::to_string(i) + "\ndata: {\"type\":\"log.info\",\"event_data\":{\"message\":\"" + pad +
+                "\"}}\n\n";
+    const std::size_t one_event_bytes = 3 + std::string("{\"type\":\"log.info\",\"event_data\":{\"message\":\"\"}}").size() +
+                                        pad.size();
+    raw_fixture f({stream_reply(body + end_event)});
+    auto o = fast_options();
+    o.queue_capacity = 1000;
+    o.queue_max_bytes = 64 * 1024;
+    auto s = f.stream(o);
+    REQUIRE(run(f.ctx, s.next()));
+    run(f.ctx, [&]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor);
+        while (s.statistics().reader_pauses == 0) {
+            t.expires_after(1ms);
+            co_await t.async_wait(asio::use_awaitable);
+        }
+    }());
+    auto st = s.statistics();
+    MESSAGE("paused with ", st.queued, " events (", st.max_queued_bytes, " bytes at most)");
+    CHECK(st.max_queued_bytes <= o.queue_max_bytes + one_event_bytes);
+    CHECK(st.queued < 10);
+    const auto rest = drain(f.ctx, s);
+    CHECK(rest.size() == 300); // 299 events and the end
+    st = s.statistics();
+    CHECK(st.max_queued_bytes <= o.queue_max_bytes + one_event_bytes);
+    CHECK(st.events_delivered == 301);
 }

@@ -10,6 +10,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -23,6 +24,8 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,14 +36,26 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using namespace std::chrono_literals;
 
+/// How long `run` lets one piece of work take before it fails the test.
+inline constexpr std::chrono::seconds run_watchdog{30};
+
 /// Runs `work` to completion on `ctx` (which also runs the emulator) and returns its result.
+/// A watchdog fails the test (std::runtime_error) when the work is not done within
+/// `run_watchdog`, so no test can hang the suite.
 template <class T>
 T run(asio::io_context& ctx, asio::awaitable<T> work)
 {
     auto f = asio::co_spawn(ctx, std::move(work), asio::use_future);
+    auto expired = std::make_shared<bool>(false);
+    asio::steady_timer dog(ctx, run_watchdog);
+    dog.async_wait([expired](boost::system::error_code ec) { *expired = !ec; });
     ctx.restart();
-    while (f.wait_for(0s) != std::future_status::ready)
+    while (f.wait_for(0s) != std::future_status::ready && !*expired)
         ctx.run_one();
+    dog.cancel();
+    if (f.wait_for(0s) != std::future_status::ready)
+        throw std::runtime_error("watchdog: the work did not finish within " + std::to_string(run_watchdog.count()) +
+                                 " s");
     return f.get();
 }
 
