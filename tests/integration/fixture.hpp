@@ -185,13 +185,4 @@ lens::task<bool> eventually(Pred done, std::chrono::steady_clock::duration limit
     co_return done();
 }
 
-/// Elapsed wall time since construction, for deadline assertions.
-struct stopwatch {
-    steady::time_point start = steady::now();
-    std::chrono::milliseconds elapsed() const
-    {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-    }
-};
-
 } // namespace lens::test
