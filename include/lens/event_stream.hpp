@@ -67,7 +67,8 @@
 // from everything the server sends before lens hands it on: each event's id,
 // raw JSON (members named `api_key` dropped, the key replaced at any depth and
 // in any escape form), typed fields and malformed text, and the refusal's
-// diagnostics and errors. No error, log or statistic holds it.
+// diagnostics and errors. No error, log or statistic holds it. (The id sent back
+// in `Last-Event-ID` is the server's own, as received, to the server it came from.)
 //
 // Header values. `last_event_id` holding CR, LF or another control character is
 // refused by the constructor (lens::error, errc::invalid_argument) before
