@@ -6,7 +6,7 @@
 // write done, connection lost...) and does what `resume()` answers (connect, ping,
 // heartbeat, drop, stop), arming its ONE timer for the single next wake-up. While
 // connected it runs on completion handlers only; a coroutine is used for a connect
-// attempt, which the session owns through `attempt_cancel` and stops on close.
+// attempt, which the session owns through `attempt_cancel` and ends on close.
 #include <lens/session.hpp>
 
 #include <lens/detail/deadline.hpp>
@@ -22,7 +22,6 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -231,8 +230,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
     asio::steady_timer timer;                     ///< the FSM's one wake-up
     clock::time_point timer_at = clock::time_point::max(); ///< when `timer` is due (max: not armed)
     asio::steady_timer state_signal;              ///< wakes open() on the first connect or a stop
-    asio::cancellation_signal attempt_cancel;     ///< tears down the connect attempt in progress
-    bool attempt_running = false;
+    /// Tears down the connect attempt in progress (null: none). One signal per attempt,
+    /// held by that attempt until its coroutine is gone, so that no attempt's cancellation
+    /// state ever points into a signal that a later attempt replaced.
+    std::shared_ptr<asio::cancellation_signal> attempt_cancel;
     bool driving = false;     ///< inside drive(): events met on the way are seen by its loop
     bool ping_due = false;    ///< the FSM asked the writer for a ping
     bool writing = false;     ///< a write (frame or ping) is in flight on the live connection
@@ -522,8 +523,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
             if (r.abandoned) retire(r); else fail(r, code, detail);
         }
         close_live();
-        if (attempt_running)
-            attempt_cancel.emit(asio::cancellation_type::terminal);
+        if (attempt_cancel)
+            attempt_cancel->emit(asio::cancellation_type::terminal);
         timer.cancel();
         timer_at = clock::time_point::max();
         state_signal.cancel();
@@ -566,9 +567,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     void start_attempt()
     {
-        attempt_running = true;
-        asio::co_spawn(ex, connect_attempt(shared_from_this(), fsm.attempt_deadline()),
-                       asio::bind_cancellation_slot(attempt_cancel.slot(), asio::detached));
+        auto cancel = std::make_shared<asio::cancellation_signal>();
+        attempt_cancel = cancel;
+        // The completion handler keeps the signal until the coroutine's thread is done with it.
+        asio::co_spawn(ex, connect_attempt(shared_from_this(), fsm.attempt_deadline(), cancel),
+                       asio::bind_cancellation_slot(cancel->slot(), [cancel](std::exception_ptr) {}));
     }
 
     /// The FSM's deadline passed: end the attempt wherever it is (resolve, TCP, TLS or
@@ -576,19 +579,20 @@ struct session::impl : std::enable_shared_from_this<impl> {
     void abort_attempt()
     {
         close_socket();
-        if (attempt_running)
-            attempt_cancel.emit(asio::cancellation_type::terminal);
+        if (attempt_cancel)
+            attempt_cancel->emit(asio::cancellation_type::terminal);
     }
 
     /// One connect attempt. Owned by the session: `attempt_cancel` ends it on close.
-    static asio::awaitable<void> connect_attempt(std::shared_ptr<impl> self, clock::time_point deadline)
+    static asio::awaitable<void> connect_attempt(std::shared_ptr<impl> self, clock::time_point deadline,
+                                                 std::shared_ptr<asio::cancellation_signal> cancel)
     {
         boost::system::error_code code;
         std::string detail;
         std::optional<std::chrono::milliseconds> retry_after;
         try {
             co_await self->connect(deadline);
-            self->attempt_running = false;
+            self->attempt_ended(cancel);
             co_return;
         } catch (const upgrade_refused& e) {
             code = e.code();
@@ -601,8 +605,14 @@ struct session::impl : std::enable_shared_from_this<impl> {
             code = errc::connection_failed;
             detail = std::string("session.connect: ") + e.what();
         }
-        self->attempt_running = false;
+        self->attempt_ended(cancel);
         self->attempt_failed(code, std::move(detail), retry_after);
+    }
+
+    void attempt_ended(const std::shared_ptr<asio::cancellation_signal>& cancel) noexcept
+    {
+        if (attempt_cancel == cancel)
+            attempt_cancel.reset();
     }
 
     void attempt_failed(boost::system::error_code code, std::string detail,

@@ -83,13 +83,20 @@ struct session_options {
 
     std::chrono::milliseconds request_timeout = std::chrono::seconds(30);
     std::chrono::milliseconds query_timeout = std::chrono::seconds(90);   ///< model.query
-    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10); ///< TCP + TLS + upgrade
+    /// One connection attempt (TCP + TLS + upgrade); also the whole of `open()`, retries
+    /// included: when no attempt succeeds within it, open fails with errc::timeout quoting
+    /// the last attempt's failure.
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
     /// No frame (data, ping or pong) for this long means a dead peer: the connection is
     /// dropped and reconnected. A WebSocket ping is sent after half of it idle (0: never).
     std::chrono::milliseconds dead_peer_timeout = std::chrono::seconds(20);
     /// `session.heartbeat` after this long without a request (0: never). The server
     /// idles sessions out; the official SDK uses 30 s.
     std::chrono::milliseconds heartbeat_idle = std::chrono::seconds(30);
+    /// Reconnect pacing: failure n in a row (a failed attempt, or a connection lost before
+    /// `reset_after`) waits `delay(n - 1)`; a 429/503 upgrade's Retry-After is honoured up to
+    /// `max_server_delay`. `max_attempts` failures in a row (0: unlimited) stop the session
+    /// with the last failure's code.
     backoff_policy reconnect{std::chrono::milliseconds(100), std::chrono::seconds(10), 2.0, 0.5,
                              std::chrono::seconds(30), 0};
     /// Authenticate with `Sec-WebSocket-Protocol: authenticationauthorization.bearer.<key>,
