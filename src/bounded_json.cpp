@@ -7,6 +7,8 @@
 #include <boost/json/parser.hpp>
 #include <boost/json/storage_ptr.hpp>
 
+#include <cstdint>
+#include <cstring>
 #include <new>
 
 namespace lens::detail {
@@ -14,23 +16,34 @@ namespace lens::detail {
 namespace {
 
 /// Counts what it hands out and refuses (std::bad_alloc) past the budget.
+///
+/// Each block records its own size in a header: Boost.JSON does not always give
+/// `deallocate` the size and alignment it allocated with (ASan reports the mismatch
+/// with sized delete), so neither the accounting nor the release may trust them.
 class budget_resource final : public boost::json::memory_resource {
 public:
     explicit budget_resource(std::size_t budget) noexcept : left_(budget) {}
 
 private:
+    /// Room for the size, keeping the block aligned like `operator new`'s own blocks.
+    static constexpr std::size_t header = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+
     void* do_allocate(std::size_t n, std::size_t align) override
     {
-        if (n > left_)
+        if (n > left_ || align > header || n > SIZE_MAX - header)
             throw std::bad_alloc();
-        void* p = ::operator new(n, std::align_val_t(align));
+        auto* block = static_cast<unsigned char*>(::operator new(n + header));
+        std::memcpy(block, &n, sizeof n);
         left_ -= n;
-        return p;
+        return block + header;
     }
-    void do_deallocate(void* p, std::size_t n, std::size_t align) override
+    void do_deallocate(void* p, std::size_t, std::size_t) override
     {
-        ::operator delete(p, n, std::align_val_t(align));
+        auto* block = static_cast<unsigned char*>(p) - header;
+        std::size_t n;
+        std::memcpy(&n, block, sizeof n);
         left_ += n;
+        ::operator delete(block);
     }
     bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
 
