@@ -1,6 +1,8 @@
 // Unit tests of the backoff schedule: exact values, jitter bounds, cap, limit, reset.
 #include <lens/backoff.hpp>
 
+#include "unit/support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -12,15 +14,8 @@ using ms = std::chrono::milliseconds;
 
 namespace {
 
-lens::backoff_policy exact(ms initial, ms max, double multiplier = 2.0)
-{
-    lens::backoff_policy p;
-    p.initial = initial;
-    p.max = max;
-    p.multiplier = multiplier;
-    p.jitter = 0;
-    return p;
-}
+using lens::test::exact_backoff;
+
 
 lens::backoff::random_source constant(double u)
 {
@@ -33,7 +28,7 @@ TEST_SUITE("backoff")
 {
     TEST_CASE("exact exponential schedule with jitter 0, capped at max")
     {
-        lens::backoff b(exact(100ms, 1000ms), constant(0.7));
+        lens::backoff b(exact_backoff(100ms, 1000ms), constant(0.7));
         std::vector<ms> got;
         for (int i = 0; i < 7; ++i)
             got.push_back(*b.next_delay());
@@ -43,7 +38,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("fractional multiplier rounds down to whole milliseconds")
     {
-        lens::backoff b(exact(200ms, 10s, 1.5));
+        lens::backoff b(exact_backoff(200ms, 10s, 1.5));
         CHECK(*b.next_delay() == 200ms);
         CHECK(*b.next_delay() == 300ms);
         CHECK(*b.next_delay() == 450ms);
@@ -53,7 +48,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("jitter bounds with u = 0 and u = 0.999")
     {
-        auto p = exact(1000ms, 60s);
+        auto p = exact_backoff(1000ms, 60s);
         p.jitter = 0.5;
 
         lens::backoff low(p, constant(0.0));  // u = 0: the full delay
@@ -81,7 +76,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("jitter stays within [delay * (1 - jitter), delay] with the default source")
     {
-        auto p = exact(1000ms, 1000ms);
+        auto p = exact_backoff(1000ms, 1000ms);
         p.jitter = 0.3;
         lens::backoff b(p);
         for (int i = 0; i < 1000; ++i) {
@@ -93,7 +88,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("a misbehaving random source or jitter is clamped")
     {
-        auto p = exact(1000ms, 10s);
+        auto p = exact_backoff(1000ms, 10s);
         p.jitter = 0.5;
         CHECK(*lens::backoff(p, constant(-3.0)).next_delay() == 1000ms);
         CHECK(*lens::backoff(p, constant(7.0)).next_delay() == 500ms);
@@ -105,7 +100,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("max_attempts delays are handed out, then nullopt")
     {
-        auto p = exact(10ms, 1s);
+        auto p = exact_backoff(10ms, 1s);
         p.max_attempts = 3;
         lens::backoff b(p);
         CHECK(b.next_delay() == 10ms);
@@ -121,14 +116,14 @@ TEST_SUITE("backoff")
 
     TEST_CASE("max_attempts 0 is unlimited")
     {
-        lens::backoff b(exact(1ms, 5ms));
+        lens::backoff b(exact_backoff(1ms, 5ms));
         for (int i = 0; i < 10000; ++i)
             REQUIRE(b.next_delay().has_value());
     }
 
     TEST_CASE("a stable connection resets the schedule")
     {
-        auto p = exact(100ms, 10s);
+        auto p = exact_backoff(100ms, 10s);
         p.reset_after = 30s;
         lens::backoff b(p);
         lens::backoff::clock::time_point t0{};
@@ -145,7 +140,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("an unstable connection keeps backing off")
     {
-        auto p = exact(100ms, 10s);
+        auto p = exact_backoff(100ms, 10s);
         p.reset_after = 30s;
         lens::backoff b(p);
         lens::backoff::clock::time_point t0{};
@@ -166,20 +161,20 @@ TEST_SUITE("backoff")
 
     TEST_CASE("no overflow at attempt 200 and beyond")
     {
-        lens::backoff b(exact(200ms, 30s));
+        lens::backoff b(exact_backoff(200ms, 30s));
         for (int i = 0; i < 200; ++i)
             b.next_delay();
         REQUIRE(b.attempts() == 200);
         CHECK(*b.next_delay() == 30s);
 
-        auto p = exact(1ms, 5s, 1e300);  // multiplier^n overflows to infinity at n = 2
+        auto p = exact_backoff(1ms, 5s, 1e300);  // multiplier^n overflows to infinity at n = 2
         lens::backoff huge(p);
         CHECK(*huge.next_delay() == 1ms);
         CHECK(*huge.next_delay() == 5s);
         CHECK(*huge.next_delay() == 5s);
 
         // The largest representable cap survives the trip through floating point.
-        lens::backoff widest(exact(1ms, ms::max()));
+        lens::backoff widest(exact_backoff(1ms, ms::max()));
         for (int i = 0; i < 300; ++i) {
             auto d = *widest.next_delay();
             REQUIRE(d > 0ms);
@@ -189,8 +184,8 @@ TEST_SUITE("backoff")
 
     TEST_CASE("initial above max is capped - a NaN multiplier means max after the first")
     {
-        CHECK(*lens::backoff(exact(10s, 1s)).next_delay() == 1s);
-        lens::backoff nan(exact(1ms, 1s, std::numeric_limits<double>::quiet_NaN()));
+        CHECK(*lens::backoff(exact_backoff(10s, 1s)).next_delay() == 1s);
+        lens::backoff nan(exact_backoff(1ms, 1s, std::numeric_limits<double>::quiet_NaN()));
         CHECK(*nan.next_delay() == 1ms);  // multiplier^0 is 1, even for NaN
         CHECK(*nan.next_delay() == 1s);
     }

@@ -4,6 +4,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include "unit/support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,6 +14,11 @@
 #include <string_view>
 
 namespace {
+
+using lens::test::occurrences;
+using lens::test::dismantle;
+using lens::test::nested_arrays;
+
 
 boost::json::value json(const char* text)
 {
@@ -39,14 +46,6 @@ std::string labelled(std::string_view prefix, std::size_t i, std::string_view su
     return s;
 }
 
-std::size_t count(std::string_view text, std::string_view what)
-{
-    std::size_t n = 0;
-    for (auto pos = text.find(what); pos != std::string_view::npos; pos = text.find(what, pos + what.size()))
-        ++n;
-    return n;
-}
-
 // The N of a message ending in " (N more)", or 0 when there is no such note.
 std::size_t more_of(std::string_view text)
 {
@@ -55,32 +54,6 @@ std::size_t more_of(std::string_view text)
         return 0;
     const auto open = text.rfind(" (");
     return open == std::string_view::npos ? 0 : std::stoul(std::string(text.substr(open + 2)));
-}
-
-// A value nested `depth` arrays deep around `leaf`, built without recursion.
-boost::json::value nested_arrays(std::size_t depth, boost::json::value leaf)
-{
-    for (std::size_t i = 0; i < depth; ++i) {
-        boost::json::array a;
-        a.emplace_back(std::move(leaf));
-        leaf = std::move(a);
-    }
-    return leaf;
-}
-
-// Destroys a deeply nested value one level at a time: value's destructor recurses.
-void dismantle(boost::json::value& v)
-{
-    for (;;) {
-        boost::json::value inner;
-        if (auto* a = v.if_array(); a && !a->empty())
-            inner = std::move(a->back());
-        else if (auto* o = v.if_object(); o && !o->empty())
-            inner = std::move(o->begin()->value());
-        else
-            return;
-        v = std::move(inner);
-    }
 }
 
 } // namespace
@@ -410,7 +383,7 @@ TEST_SUITE("error")
         const std::string what = e.what();
         CHECK(what.size() <= e.operation().size() + lens::max_error_message);
         CHECK(what.rfind("input_stream.set: [0]zzz", 0) == 0);
-        const std::size_t shown = count(what, "[");
+        const std::size_t shown = occurrences(what, "[");
         CHECK(shown >= 1);
         CHECK(what.find(labelled("[", shown - 1, "]")) != std::string::npos);  // the first ones, in order
         CHECK(shown + more_of(what) == 100);

@@ -16,6 +16,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include "unit/support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -33,6 +35,11 @@ using time_point = std::chrono::steady_clock::time_point;
 using seconds_d = std::chrono::duration<double>;
 
 namespace {
+
+using lens::test::exact_backoff;
+using lens::test::occurrences;
+using lens::test::dismantle;
+
 
 const time_point t0 = time_point{} + 1h;
 constexpr time_point never = time_point::max();
@@ -55,39 +62,6 @@ lens::backoff_policy table_policy()
     p.jitter = 0.5;
     p.max_server_delay = 60s;
     return p;
-}
-
-lens::backoff_policy exact(ms initial, ms max, double multiplier = 2.0)
-{
-    lens::backoff_policy p;
-    p.initial = initial;
-    p.max = max;
-    p.multiplier = multiplier;
-    p.jitter = 0;
-    return p;
-}
-
-std::size_t count(std::string_view text, std::string_view what)
-{
-    std::size_t n = 0;
-    for (auto pos = text.find(what); pos != std::string_view::npos; pos = text.find(what, pos + what.size()))
-        ++n;
-    return n;
-}
-
-// Destroys a deeply nested value one level at a time: value's destructor recurses.
-void dismantle(boost::json::value& v)
-{
-    for (;;) {
-        boost::json::value inner;
-        if (auto* a = v.if_array(); a && !a->empty())
-            inner = std::move(a->front());
-        else if (auto* o = v.if_object(); o && !o->empty())
-            inner = std::move(o->begin()->value());
-        else
-            return;
-        v = std::move(inner);
-    }
 }
 
 } // namespace
@@ -368,7 +342,7 @@ TEST_SUITE("retry")
         // A cap of milliseconds::max() is ~292 million years: now + delay overflows steady_clock's
         // nanoseconds. The retry time saturates at time_point::max(), which is never before
         // any deadline, so the decision is to give up - not to retry in the past.
-        auto p = exact(ms::max(), ms::max());
+        auto p = exact_backoff(ms::max(), ms::max());
         p.max_server_delay = ms::max();
         for (time_point now : {time_point{}, t0, never - 1h}) {
             const auto d = lens::decide_retry(p, 0, {lens::errc::server_error, false, std::nullopt}, true, 1, now,
@@ -485,7 +459,7 @@ TEST_SUITE("backoff")
 {
     TEST_CASE("backoff_policy::delay is the schedule next_delay hands out")
     {
-        auto jittered = exact(1000ms, 60s);
+        auto jittered = exact_backoff(1000ms, 60s);
         jittered.jitter = 0.5;
         auto full_jitter = jittered;
         full_jitter.jitter = 1.0;
@@ -497,8 +471,8 @@ TEST_SUITE("backoff")
             double u;
         };
         const row rows[] = {
-            {"exact", exact(100ms, 1000ms), 0.7},
-            {"fractional multiplier", exact(200ms, 10s, 1.5), 0.0},
+            {"exact", exact_backoff(100ms, 1000ms), 0.7},
+            {"fractional multiplier", exact_backoff(200ms, 10s, 1.5), 0.0},
             {"jitter, u 0", jittered, 0.0},
             {"jitter, u 0.75", jittered, 0.75},
             {"jitter, u 0.999", jittered, 0.999},
@@ -507,10 +481,10 @@ TEST_SUITE("backoff")
             {"jitter, u NaN", jittered, not_a_number},
             {"full jitter", full_jitter, 0.999},
             {"jitter over 1", over_jitter, 0.5},
-            {"widest cap", exact(1ms, ms::max()), 0.0},
-            {"huge multiplier", exact(1ms, 5s, 1e300), 0.0},
-            {"NaN multiplier", exact(1ms, 1s, not_a_number), 0.0},
-            {"initial over max", exact(10s, 1s), 0.0},
+            {"widest cap", exact_backoff(1ms, ms::max()), 0.0},
+            {"huge multiplier", exact_backoff(1ms, 5s, 1e300), 0.0},
+            {"NaN multiplier", exact_backoff(1ms, 1s, not_a_number), 0.0},
+            {"initial over max", exact_backoff(10s, 1s), 0.0},
         };
         for (const auto& r : rows) {
             CAPTURE(r.what);
@@ -527,7 +501,7 @@ TEST_SUITE("backoff")
 
     TEST_CASE("backoff_policy::delay values, clamping and limits")
     {
-        const auto p = exact(100ms, 1000ms);
+        const auto p = exact_backoff(100ms, 1000ms);
         const long long want[] = {100, 200, 400, 800, 1000, 1000, 1000};
         for (unsigned n = 0; n < std::size(want); ++n) {
             CAPTURE(n);
@@ -536,7 +510,7 @@ TEST_SUITE("backoff")
         CHECK(p.delay(std::numeric_limits<unsigned>::max(), 0.0).count() == 1000);
         CHECK(p.delay(3, 0.9).count() == 800);  // jitter 0 ignores u
 
-        auto j = exact(1000ms, 60s);
+        auto j = exact_backoff(1000ms, 60s);
         j.jitter = 0.5;
         CHECK(j.delay(0, 0.75).count() == 625);
         CHECK(j.delay(1, 0.75).count() == 1250);
@@ -663,8 +637,8 @@ TEST_SUITE("redactor")
 
         const auto text = boost::json::serialize(v);  // the serializer does not recurse
         CHECK_FALSE(secrets.leaks(text));
-        CHECK(count(text, "api_key") == 0);
-        CHECK(count(text, "[redacted]") == depth / 2 * 2 + depth / 2 + 1);
+        CHECK(occurrences(text, "api_key") == 0);
+        CHECK(occurrences(text, "[redacted]") == depth / 2 * 2 + depth / 2 + 1);
         // Member order survives renaming and removal at every level.
         const boost::json::value* level = &v;
         std::size_t objects = 0;
