@@ -16,8 +16,9 @@
 //
 // The adapter `code_of` below turns a lens::error into (error_code, diagnostics) so
 // that the checks read like code without exceptions.
-// TOKENS: once lens has completion tokens, `code_of(op)` becomes `co_await op(lens::as_tuple)`
-// (or the `lens::diagnostics&` overload) at each call site below, and the adapter goes.
+// TOKENS: once lens has completion tokens, each `co_await code_of([&] { return OP(ARGS); }, d)`
+// becomes `co_await OP(ARGS, lens::as_tuple)` (or the `lens::diagnostics&` overload), and the
+// adapter goes.
 //
 // Run:  example_error_codes                              (in-process emulator)
 //       ARCHETYPE_API_KEY=... example_error_codes --real --lens lns-...   (the emulator-only cases are skipped)
@@ -46,13 +47,16 @@ struct diagnostics {
     std::string message;
 };
 
-/// Awaits `op`; returns its error code (empty on success) and fills `d` on failure.
-// TOKENS: replace with `auto [ec, value] = co_await op(..., lens::as_tuple)`.
-template <class T>
-lens::task<boost::system::error_code> code_of(lens::task<T> op, diagnostics& d)
+/// Starts and awaits the operation `start()` returns; returns its error code (empty on
+/// success) and fills `d` on failure. A callable rather than the awaitable itself because
+/// some checks (an unsupported file type) fail when the operation is started, before
+/// there is anything to await.
+// TOKENS: replace with `auto [ec, value] = co_await op(..., lens::as_tuple)` at each call site.
+template <class Start>
+lens::task<boost::system::error_code> code_of(Start start, diagnostics& d)
 {
     try {
-        co_await std::move(op);
+        co_await start();
         co_return boost::system::error_code();
     } catch (const lens::error& e) {
         d.operation = e.operation();
@@ -90,26 +94,27 @@ lens::task<void> error_codes(example::environment& env)
     diagnostics d;
 
     // An unknown lens.
-    auto ec = co_await code_of(client.create_session("lns-no-such-lens"), d);
+    auto ec = co_await code_of([&] { return client.create_session("lns-no-such-lens"); }, d);
     expect_code("create a session of an unknown lens", ec, lens::errc::not_found, d);
 
     // A wrong key: never retried, and the key never appears in the message.
     lens::config wrong = env.config();
     wrong.api_key = "not-my-key";
     lens::client stranger(client.get_executor(), wrong);
-    ec = co_await code_of(stranger.list_lenses(), d);
+    ec = co_await code_of([&] { return stranger.list_lenses(); }, d);
     expect_code("list lenses with a wrong key", ec, lens::errc::unauthorized, d);
     example::expect(d.message.find("not-my-key") == std::string::npos, "the key is not in the message");
 
     // Refused before anything is sent.
-    ec = co_await code_of(client.upload_file("setup.exe", "MZ..."), d);
+    ec = co_await code_of([&] { return client.upload_file("setup.exe", "MZ..."); }, d);
     expect_code("upload a file type the API does not take", ec, lens::errc::invalid_argument, d);
 
     // A 200 reply that reports failure: no lens runner left (the emulator is told to have none).
     if (env.emulated()) {
         const auto max = env.emulator().knobs().max_sessions;
         env.emulator().knobs().max_sessions = 0;
-        ec = co_await code_of(client.create_session(std::string(lens::emulator::builtin::query)), d);
+        const std::string lens_id(lens::emulator::builtin::query);
+        ec = co_await code_of([&] { return client.create_session(lens_id); }, d);
         env.emulator().knobs().max_sessions = max;
         expect_code("create a session when the server has no runner left", ec, lens::errc::api_error, d);
         example::expect(!d.server_errors.empty(), "the server's reason is kept");
@@ -120,7 +125,7 @@ lens::task<void> error_codes(example::environment& env)
         lens::session channel = co_await client.open_session(record);
 
         // A reply with `is_valid: false` and the server's messages.
-        ec = co_await code_of(channel.set_input_stream(lens::csv_stream("no-such-file.csv")), d);
+        ec = co_await code_of([&] { return channel.set_input_stream(lens::csv_stream("no-such-file.csv")); }, d);
         expect_code("input stream of a file never uploaded", ec, lens::errc::api_error, d);
 
         // The server gives up on a query (the emulator quickly, the real server after ~60 s).
@@ -128,19 +133,20 @@ lens::task<void> error_codes(example::environment& env)
             env.emulator().knobs().ws.query_timeout_after = 50ms;
             lens::session_record q = co_await client.create_session(std::string(lens::emulator::builtin::query));
             lens::session asking = co_await client.open_session(q);
-            ec = co_await code_of(asking.query(lens::query_request::image_qa("emulator:timeout", example::sample_png())), d);
+            const auto never_answered = lens::query_request::image_qa("emulator:timeout", example::sample_png());
+            ec = co_await code_of([&] { return asking.query(never_answered); }, d);
             expect_code("a query the server gives up on", ec, lens::errc::query_timed_out, d);
             co_await client.destroy_session(q.session_id);
         }
 
         // After destroy, the channel refuses everything.
         co_await channel.destroy();
-        ec = co_await code_of(channel.validate(), d);
+        ec = co_await code_of([&] { return channel.validate(); }, d);
         expect_code("validate a destroyed session", ec, lens::errc::session_gone, d);
     });
 
     // Success is an empty code.
-    ec = co_await code_of(client.list_lenses(), d);
+    ec = co_await code_of([&] { return client.list_lenses(); }, d);
     std::cout << "list lenses: " << (ec ? ec.message() : "success") << '\n';
     example::expect(!ec, "success is an empty error_code");
 }
