@@ -15,7 +15,9 @@
 // Exit status: 0 when everything the example expects happened; 1 when something did
 // not (a failed `example::expect`, or an exception such as lens::error, printed with its
 // code); 2 for a usage error; 3 when the watchdog fired: the whole run has a deadline,
-// so an example can never hang, whatever the server does.
+// so an example can never hang, whatever the server does. The watchdog cancels the
+// example's coroutine first, so sessions opened with lens::with_session or
+// lens::scoped_session are still destroyed on the server.
 //
 // This is a header (not a .cpp) because CMake makes every examples/*.cpp an example.
 #pragma once
@@ -25,6 +27,8 @@
 #include <lens/emulator.hpp>
 #include <lens/error.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -194,12 +198,16 @@ int run(int argc, char** argv, Body body, std::chrono::seconds watchdog = std::c
         if (emulator)
             emulator->stop(); // ends its connections, so the context runs out of work
     };
-    boost::asio::co_spawn(ctx, [&]() -> lens::task<void> { co_await body(env); }, report);
+    boost::asio::cancellation_signal cancel;
+    boost::asio::co_spawn(ctx, [&]() -> lens::task<void> { co_await body(env); },
+                          boost::asio::bind_cancellation_slot(cancel.slot(), report));
 
     // The watchdog: run in slices until the body finished and its work drained, or the
-    // deadline passed. After the body, lingering work (a detached destroy...) gets one second.
+    // deadline passed. Then the body is cancelled (with_session and scoped_session still
+    // destroy their sessions) and given a few seconds to unwind. After the body, lingering
+    // work (a detached destroy...) gets one second.
     const auto deadline = clock::now() + watchdog;
-    std::optional<clock::time_point> finished_at;
+    std::optional<clock::time_point> finished_at, cancelled_at;
     while (!ctx.stopped()) {
         ctx.run_for(std::chrono::milliseconds(50));
         const auto now = clock::now();
@@ -207,11 +215,19 @@ int run(int argc, char** argv, Body body, std::chrono::seconds watchdog = std::c
             finished_at = now;
         if (finished_at && now - *finished_at > std::chrono::seconds(1))
             break;
-        if (status == -1 && now > deadline) {
-            std::cerr << "watchdog: the example did not finish within " << watchdog.count() << " s\n";
-            ctx.stop();
-            return 3;
+        if (status == -1 && now > deadline && !cancelled_at) {
+            std::cerr << "watchdog: the example did not finish within " << watchdog.count() << " s; cancelling it\n";
+            cancelled_at = now;
+            cancel.emit(boost::asio::cancellation_type::terminal);
         }
+        if (cancelled_at && (status != -1 || now - *cancelled_at > std::chrono::seconds(5)))
+            break;
+    }
+    if (cancelled_at) {
+        if (emulator)
+            std::cerr << "watchdog: " << emulator->statistics().live_sessions << " session(s) left on the emulator\n";
+        ctx.stop();
+        return 3;
     }
     if (status == 0)
         std::cout << "ok\n";
