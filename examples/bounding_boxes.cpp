@@ -5,8 +5,8 @@
 // Several queries may be in flight on one session at once; here two images are asked
 // about together with `&&` and each answer goes to its own caller.
 //
-// Run:  example_bounding_boxes                           (in-process emulator, built-in images)
-//       ARCHETYPE_API_KEY=... example_bounding_boxes --real --lens lns-... --image a.jpg --image2 b.jpg
+// Run:  build/bin/example_bounding_boxes   (in-process emulator, built-in images)
+//       ARCHETYPE_API_KEY=... build/bin/example_bounding_boxes --real --lens lns-... --image a.jpg --image2 b.jpg
 //           [--labels "person, forklift"]
 #include "example_support.hpp"
 

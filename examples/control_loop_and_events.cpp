@@ -6,8 +6,8 @@
 // state without locks because everything runs on the one thread; the control loop
 // ends the consumer with stream.close(), which makes its next() return nullopt.
 //
-// Run:  example_control_loop_and_events                  (in-process emulator, a generated CSV)
-//       ARCHETYPE_API_KEY=... example_control_loop_and_events --real --lens lns-... --file readings.csv
+// Run:  build/bin/example_control_loop_and_events   (in-process emulator, a generated CSV)
+//       ARCHETYPE_API_KEY=... build/bin/example_control_loop_and_events --real --lens lns-... --file readings.csv
 //           [--results N]
 #include "example_support.hpp"
 

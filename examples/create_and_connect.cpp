@@ -4,8 +4,8 @@
 // session is destroyed on every exit path, and client.open_session(record) connecting
 // the control channel (it shares the client's endpoint: one TLS context, one key).
 //
-// Run:  example_create_and_connect                       (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_create_and_connect --real --lens lns-...
+// Run:  build/bin/example_create_and_connect   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_create_and_connect --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

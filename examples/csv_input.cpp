@@ -5,8 +5,8 @@
 // is missed), session.set_input_stream(lens::csv_stream(file_id)), and the typed SSE
 // events: lens::inference_result with label() and score(), log messages, heartbeats.
 //
-// Run:  example_csv_input                                (in-process emulator, a generated CSV)
-//       ARCHETYPE_API_KEY=... example_csv_input --real --lens lns-... --file readings.csv [--results N]
+// Run:  build/bin/example_csv_input   (in-process emulator, a generated CSV)
+//       ARCHETYPE_API_KEY=... build/bin/example_csv_input --real --lens lns-... --file readings.csv [--results N]
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

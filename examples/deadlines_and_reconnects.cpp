@@ -12,8 +12,8 @@
 // Under the emulator, its fault knobs play the slow server and the bad network; against
 // the real API the same code simply succeeds (or shows what your network does).
 //
-// Run:  example_deadlines_and_reconnects                 (in-process emulator with faults)
-//       ARCHETYPE_API_KEY=... example_deadlines_and_reconnects --real --lens lns-...
+// Run:  build/bin/example_deadlines_and_reconnects   (in-process emulator with faults)
+//       ARCHETYPE_API_KEY=... build/bin/example_deadlines_and_reconnects --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -11,8 +11,8 @@
 // A session abandoned without any of these keeps a lens runner until the server
 // refuses new sessions ("Failed to allocate lens runner").
 //
-// Run:  example_destroy                                  (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_destroy --real --lens lns-...
+// Run:  build/bin/example_destroy   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_destroy --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -20,8 +20,8 @@
 // becomes `co_await OP(ARGS, lens::as_tuple)` (or the `lens::diagnostics&` overload), and the
 // adapter goes.
 //
-// Run:  example_error_codes                              (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_error_codes --real --lens lns-...   (the emulator-only cases are skipped)
+// Run:  build/bin/example_error_codes   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_error_codes --real --lens lns-...   (the emulator-only cases are skipped)
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -5,8 +5,8 @@
 // deadline (session_options::query_timeout, 90 s by default: the server itself gives up
 // after about 60 s with errc::query_timed_out), and reading the answer text.
 //
-// Run:  example_image_qa                                 (in-process emulator, a built-in image)
-//       ARCHETYPE_API_KEY=... example_image_qa --real --lens lns-... --image photo.jpg
+// Run:  build/bin/example_image_qa   (in-process emulator, a built-in image)
+//       ARCHETYPE_API_KEY=... build/bin/example_image_qa --real --lens lns-... --image photo.jpg
 //           [--question "How many people are there?"] [--model Newton::...]
 #include "example_support.hpp"
 

@@ -6,8 +6,8 @@
 // (`&&`), a time budget per query (`||` with a timer), and a coroutine running beside
 // them all on the same thread. No threads, no locks.
 //
-// Run:  example_many_sessions [--sessions N]             (in-process emulator; N = 20)
-//       ARCHETYPE_API_KEY=... example_many_sessions --real --lens lns-... --sessions 3
+// Run:  build/bin/example_many_sessions [--sessions N]   (in-process emulator; N = 20)
+//       ARCHETYPE_API_KEY=... build/bin/example_many_sessions --real --lens lns-... --sessions 3
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

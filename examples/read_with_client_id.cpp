@@ -7,8 +7,8 @@
 // WebSocket mailbox produce messages (the emulator's `lns-emu-mailbox` echoes what
 // `session.update` pushes); SSE lenses answer with an empty read.
 //
-// Run:  example_read_with_client_id                      (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_read_with_client_id --real --lens lns-...
+// Run:  build/bin/example_read_with_client_id   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_read_with_client_id --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -5,8 +5,8 @@
 // never ends by itself, and a reply with `is_valid: false` surfacing as errc::api_error
 // (an RTSP stream without a URL).
 //
-// Run:  example_rtsp_input                               (in-process emulator: a simulated camera)
-//       ARCHETYPE_API_KEY=... example_rtsp_input --real --lens lns-... --rtsp rtsp://camera.local/stream [--results N]
+// Run:  build/bin/example_rtsp_input   (in-process emulator: a simulated camera)
+//       ARCHETYPE_API_KEY=... build/bin/example_rtsp_input --real --lens lns-... --rtsp rtsp://camera.local/stream [--results N]
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -10,8 +10,8 @@
 // `server_sent_events_writer` output sends `inference.result` events on SSE instead
 // (see csv_input.cpp for consuming them).
 //
-// Run:  example_sensor_update                            (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_sensor_update --real --lens lns-...
+// Run:  build/bin/example_sensor_update   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_sensor_update --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -7,8 +7,8 @@
 // and give it back in event_stream_options::last_event_id later.
 // Under the emulator the connection is cut every 3 events (a fault knob) to show it.
 //
-// Run:  example_sse_resume                               (in-process emulator, a flaky network)
-//       ARCHETYPE_API_KEY=... example_sse_resume --real --lens lns-... --file readings.csv --events N
+// Run:  build/bin/example_sse_resume   (in-process emulator, a flaky network)
+//       ARCHETYPE_API_KEY=... build/bin/example_sse_resume --real --lens lns-... --file readings.csv --events N
 #include "example_support.hpp"
 
 #include <lens/client.hpp>
@@ -57,7 +57,7 @@ lens::task<void> sse_resume(example::environment& env)
         file = co_await client.upload_file(std::filesystem::path(*path));
     else
         file = co_await client.upload_file("resume.csv", sensor_csv(12));
-    const std::size_t total = env.option("events") ? std::stoul(*env.option("events")) : 13; // a log line + 12 results
+    const std::size_t total = std::stoul(env.option_or("events", "13")); // the emulator: a log line + 12 results
 
     co_await lens::with_session(client, env.lens(lens::emulator::builtin::activity_monitor),
                                 [&](const lens::session_record& record) -> lens::task<void> {

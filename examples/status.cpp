@@ -6,8 +6,8 @@
 // "LensSessionStatus.SESSION_STATUS_RUNNING"); lens normalises them and keeps the raw text.
 // lens::with_session destroys the session when the body returns or throws.
 //
-// Run:  example_status                                   (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_status --real --lens lns-...
+// Run:  build/bin/example_status   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_status --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -5,8 +5,8 @@
 // does right after creating a session), and running two requests at once on one
 // session with `&&`: replies are matched to requests by type, no request ids needed.
 //
-// Run:  example_validate                                 (in-process emulator)
-//       ARCHETYPE_API_KEY=... example_validate --real --lens lns-...
+// Run:  build/bin/example_validate   (in-process emulator)
+//       ARCHETYPE_API_KEY=... build/bin/example_validate --real --lens lns-...
 #include "example_support.hpp"
 
 #include <lens/client.hpp>

@@ -5,8 +5,8 @@
 // with frame_index and timestamp) and `inference.result` (lens::inference_result whose
 // texts() are the descriptions).
 //
-// Run:  example_video_input                              (in-process emulator, stand-in video bytes)
-//       ARCHETYPE_API_KEY=... example_video_input --real --lens lns-... --file clip.mp4 [--results N]
+// Run:  build/bin/example_video_input   (in-process emulator, stand-in video bytes)
+//       ARCHETYPE_API_KEY=... build/bin/example_video_input --real --lens lns-... --file clip.mp4 [--results N]
 #include "example_support.hpp"
 
 #include <lens/client.hpp>
