@@ -1,7 +1,7 @@
 // lens/emulator.hpp — a faithful local emulator of the Lens API.
 //
 // One Beast server (HTTP/1.1 keep-alive, optionally TLS) serving the REST,
-// WebSocket and SSE surfaces of PROTOCOL.md from in-memory state. It runs on
+// WebSocket and SSE surfaces of docs/protocol.md from in-memory state. It runs on
 // whatever executor it is given: tests put client and emulator on one
 // io_context; benchmarks give it a thread of its own.
 //
@@ -32,7 +32,7 @@ inline constexpr std::string_view query = "lns-emu-query";
 } // namespace builtin
 
 // Session status spellings: the emulator varies them deliberately, as the real server
-// does (PROTOCOL.md §2), so that clients must normalise:
+// does (docs/protocol.md §2.2), so that clients must normalise:
 //   `lens/sessions/create` reply                "LensSessionStatus.SESSION_STATUS_REGISTERED"
 //   REST records (sessions/metadata, destroy)   "SESSION_STATUS_RUNNING"
 //   `session.status` (WebSocket, events/process) "3"

@@ -88,7 +88,7 @@ inline constexpr std::size_t max_server_error_field = 1024;
 /// is cut and ends in "...".
 inline constexpr std::size_t max_error_message = 4096;
 
-/// One diagnostic from the server, whatever shape it came in (PROTOCOL.md §2).
+/// One diagnostic from the server, whatever shape it came in (docs/protocol.md §2.3).
 struct server_error {
     std::string code;        ///< empty when the server gave a plain string
     std::string message;

@@ -1,4 +1,4 @@
-// lens/events.hpp — the typed events of a session's SSE consumer (PROTOCOL.md §4).
+// lens/events.hpp — the typed events of a session's SSE consumer (docs/protocol.md §4.4, §4.5).
 //
 // Every `data` payload of the stream becomes one `session_event`: the fields
 // every event has (`id`, `type`, `raw`) plus `body`, a std::variant holding the

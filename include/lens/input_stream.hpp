@@ -1,4 +1,4 @@
-// lens/input_stream.hpp — typed `input_stream.set` configurations (PROTOCOL.md §3).
+// lens/input_stream.hpp — typed `input_stream.set` configurations (docs/protocol.md §3.7).
 #pragma once
 
 #include <boost/json/object.hpp>

@@ -1,4 +1,4 @@
-// lens/query.hpp — `model.query` requests (PROTOCOL.md §3).
+// lens/query.hpp — `model.query` requests (docs/protocol.md §3.8).
 #pragma once
 
 #include <boost/json/object.hpp>

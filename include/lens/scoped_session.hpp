@@ -1,4 +1,4 @@
-// lens/scoped_session.hpp — sessions hold scarce server capacity (PROTOCOL.md §5);
+// lens/scoped_session.hpp — sessions hold scarce server capacity (docs/protocol.md §5);
 // these make sure each one is destroyed on every exit path.
 //
 //     co_await lens::with_session(client, lens_id, [&](const lens::session_record& s) -> lens::task<void> {
