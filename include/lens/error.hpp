@@ -53,10 +53,10 @@ enum class errc {
     http_error,             ///< any other non-success HTTP status
     api_error,              ///< a 2xx reply carrying `errors` or `is_valid: false`
     invalid_response,       ///< a reply that is not the JSON we expect (an HTML error page...)
-    body_too_large,         ///< a reply body over `config::max_body_size`
+    body_too_large,         ///< a reply over `config::max_reply_size` (`max_body_size` for downloads) or its memory budget, a frame over `session_options::max_message_size`
     invalid_argument,       ///< rejected client-side before sending (unknown file extension...)
     query_timed_out,        ///< the server's "Response timed out for query" reply to model.query
-    session_gone,           ///< the session no longer exists (upgrade refused, or destroyed)
+    session_gone,           ///< the session no longer exists (error frame "Unknown session id", or destroy())
     protocol_error,         ///< a frame or event that violates the protocol
     limit_exceeded,         ///< an SSE line or event over its size limit
     not_event_stream,       ///< a consumer reply whose content type is not text/event-stream
@@ -66,8 +66,11 @@ enum class errc {
     certificate_rejected,
 };
 
+/// The category of lens::errc codes (name "lens"); its messages describe each condition.
 const boost::system::error_category& error_category() noexcept;
 
+/// Makes `lens::errc` values usable as error codes (found by argument-dependent lookup):
+/// `ec == lens::errc::timeout` works for any `boost::system::error_code`.
 inline boost::system::error_code make_error_code(errc e) noexcept
 {
     return {static_cast<int>(e), error_category()};
@@ -91,9 +94,9 @@ inline constexpr std::size_t max_error_message = 4096;
 /// One diagnostic from the server, whatever shape it came in (docs/protocol.md §2.3).
 struct server_error {
     std::string code;        ///< empty when the server gave a plain string
-    std::string message;
-    std::string suggestion;
-    std::string error_uid;
+    std::string message;     ///< the diagnostic's text (a plain string error is all message)
+    std::string suggestion;  ///< what the server suggests doing, when it says
+    std::string error_uid;   ///< the server's id of this occurrence, for support requests
     /// How many further diagnostics the server sent that were left out after this one; set on
     /// the last of a list cut short. Items past `max_examined_server_errors` are counted
     /// unread, so repeats among them count too: it is an upper bound.
@@ -149,5 +152,7 @@ private:
 
 } // namespace lens
 
+/// \cond
 template <>
 struct boost::system::is_error_code_enum<lens::errc> : std::true_type {};
+/// \endcond

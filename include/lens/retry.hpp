@@ -1,4 +1,5 @@
-// lens/retry.hpp — the one retry decision of lens, and the predicates behind it.
+// lens/retry.hpp — the one retry decision of lens, and the predicates behind it
+// (docs/protocol.md §2.4).
 //
 // REST calls, WebSocket (re)connects and SSE (re)connects all ask the same pure
 // function what to do after a failed attempt: "retry at T" or "give up with code C".
@@ -63,6 +64,8 @@ bool is_surely_unprocessed(const boost::system::error_code& ec) noexcept;
 
 /// One failed attempt, as the retry decision sees it.
 struct attempt_failure {
+    /// What went wrong: a lens::errc (from lens::status_condition for HTTP statuses) or a
+    /// transport error.
     boost::system::error_code code;
     /// The request may have reached the server (it was written, at least in part).
     bool request_sent = false;
@@ -72,11 +75,13 @@ struct attempt_failure {
 
 /// "retry at `at`" or "give up with `code`".
 struct retry_decision {
-    bool retry = false;
-    std::chrono::steady_clock::time_point at{};
-    boost::system::error_code code;
+    bool retry = false;                          ///< true: attempt again at `at`
+    std::chrono::steady_clock::time_point at{};  ///< when to start the next attempt (retry only)
+    boost::system::error_code code;              ///< the failure to report (give up only)
 
+    /// A decision to attempt again at `t`.
     static retry_decision retry_at(std::chrono::steady_clock::time_point t) { return {true, t, {}}; }
+    /// A decision to stop and report `c`.
     static retry_decision give_up(boost::system::error_code c) { return {false, {}, c}; }
 };
 

@@ -26,6 +26,8 @@
 
 namespace lens {
 
+/// Owns a server-side session and destroys it: explicitly with `destroy()`, else from
+/// the destructor (detached, best effort). Move-only.
 class scoped_session {
 public:
     /// Creates a session of `lens_id`.
@@ -35,7 +37,9 @@ public:
         co_return scoped_session(std::move(c), std::move(record));
     }
 
+    /// Takes ownership of the existing session `record`, destroyed through `c`.
     scoped_session(client c, session_record record) : client_(std::move(c)), record_(std::move(record)) {}
+    /// Takes over `other`'s session; `other` no longer destroys it.
     scoped_session(scoped_session&& other) noexcept
         : client_(other.client_), record_(std::move(other.record_)), owned_(std::exchange(other.owned_, false))
     {
@@ -49,7 +53,9 @@ public:
                                   boost::asio::detached);
     }
 
+    /// The record `create` returned (or the one given).
     const session_record& record() const noexcept { return record_; }
+    /// The session's id.
     const std::string& id() const noexcept { return record_.session_id; }
 
     /// Destroys the session now (idempotent). A caller that was cancelled must first

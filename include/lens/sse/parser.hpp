@@ -1,6 +1,7 @@
 // lens/sse/parser.hpp — the WHATWG event-stream parser, sans-I/O.
 //
 // Bytes in, in any split; events out. No sockets, no timers, no threads.
+// The framing the Lens API's SSE consumer uses (docs/protocol.md §4.2).
 // Implements HTML Living Standard §9.2.6 "Interpreting an event stream":
 //
 //  - the stream is UTF-8: one leading BOM is stripped (also when split across
@@ -91,6 +92,7 @@ private:
 /// span reconnections: call `finish()` at each end of a connection's body).
 class parser {
 public:
+    /// A parser at the start of a stream, enforcing `lim`.
     explicit parser(limits lim = {});
 
     /// Parses `bytes`, calling `handler(event&&)` for each event dispatched, in
@@ -144,6 +146,7 @@ public:
     /// (or `reset()`). Equals the bytes fed — no byte is looked at twice.
     std::uint64_t bytes_examined() const noexcept { return examined_; }
 
+    /// The limits it enforces.
     const limits& get_limits() const noexcept { return limits_; }
 
 private:
