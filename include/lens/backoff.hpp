@@ -1,7 +1,8 @@
-// lens/backoff.hpp — exponential, capped, jittered reconnect and retry spacing.
-//
-// Sans-I/O: the caller supplies the time and (optionally) the random source,
-// so the schedule is tested without clocks or sleeps.
+/// \file
+/// lens/backoff.hpp — exponential, capped, jittered reconnect and retry spacing.
+///
+/// Sans-I/O: the caller supplies the time and (optionally) the random source,
+/// so the schedule is tested without clocks or sleeps.
 #pragma once
 
 #include <chrono>

@@ -1,12 +1,13 @@
-// lens/emulator.hpp — a faithful local emulator of the Lens API.
-//
-// One Beast server (HTTP/1.1 keep-alive, optionally TLS) serving the REST,
-// WebSocket and SSE surfaces of docs/protocol.md from in-memory state. It runs on
-// whatever executor it is given: tests put client and emulator on one
-// io_context; benchmarks give it a thread of its own.
-//
-// Knobs are plain fields read at the moment they apply; change them from the
-// emulator's own executor (in tests: the same thread that runs everything).
+/// \file
+/// lens/emulator.hpp — a faithful local emulator of the Lens API.
+///
+/// One Beast server (HTTP/1.1 keep-alive, optionally TLS) serving the REST,
+/// WebSocket and SSE surfaces of docs/protocol.md from in-memory state. It runs on
+/// whatever executor it is given: tests put client and emulator on one
+/// io_context; benchmarks give it a thread of its own.
+///
+/// Knobs are plain fields read at the moment they apply; change them from the
+/// emulator's own executor (in tests: the same thread that runs everything).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

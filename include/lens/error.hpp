@@ -1,32 +1,33 @@
-// lens/error.hpp — the error model of lens.
-//
-// Every failure is a `boost::system::error_code` of `lens::error_category()`
-// (or an Asio/Beast/SSL code passed through), carried in a `lens::error`
-// exception. The exception's message always names the operation and the
-// cause: "sessions/create: 401 unauthorized: Invalid API key".
-//
-// The message rule, in full:
-//
-//     what() = operation ": " [status " " reason ": "] cause
-//     cause  = detail ": " said      when both are present
-//            | detail | said        when only one is
-//            | code().message()     when neither is
-//     said   = each server error's message (its code when the message is empty), joined by "; ",
-//              then " (N more)" when N diagnostics were left out
-//
-// `status` is the HTTP status (omitted when 0) and `reason` its lower-case reason phrase
-// (omitted for statuses lens does not name). Examples:
-//
-//     sessions/create: 401 unauthorized: Invalid API key
-//     sessions/create: 200 ok: Failed to allocate lens runner - try stopping an older session!
-//     model.query: the server timed out answering the query
-//     files/upload: 400 bad request: bad row 1; bad row 2; ...; bad row 32 (79968 more)
-//
-// Server diagnostics are bounded (see `max_server_errors` and its siblings below): a broken
-// or hostile server can send megabytes of them, and neither reading them nor the message
-// may grow with the body.
-//
-// Nothing here ever sees the API key; callers must not put it in `detail`.
+/// \file
+/// lens/error.hpp — the error model of lens.
+///
+/// Every failure is a `boost::system::error_code` of `lens::error_category()`
+/// (or an Asio/Beast/SSL code passed through), carried in a `lens::error`
+/// exception. The exception's message always names the operation and the
+/// cause: "sessions/create: 401 unauthorized: Invalid API key".
+///
+/// The message rule, in full:
+///
+///     what() = operation ": " [status " " reason ": "] cause
+///     cause  = detail ": " said      when both are present
+///            | detail | said        when only one is
+///            | code().message()     when neither is
+///     said   = each server error's message (its code when the message is empty), joined by "; ",
+///              then " (N more)" when N diagnostics were left out
+///
+/// `status` is the HTTP status (omitted when 0) and `reason` its lower-case reason phrase
+/// (omitted for statuses lens does not name). Examples:
+///
+///     sessions/create: 401 unauthorized: Invalid API key
+///     sessions/create: 200 ok: Failed to allocate lens runner - try stopping an older session!
+///     model.query: the server timed out answering the query
+///     files/upload: 400 bad request: bad row 1; bad row 2; ...; bad row 32 (79968 more)
+///
+/// Server diagnostics are bounded (see `max_server_errors` and its siblings below): a broken
+/// or hostile server can send megabytes of them, and neither reading them nor the message
+/// may grow with the body.
+///
+/// Nothing here ever sees the API key; callers must not put it in `detail`.
 #pragma once
 
 #include <boost/json/value.hpp>

@@ -1,26 +1,27 @@
-// lens/events.hpp — the typed events of a session's SSE consumer (docs/protocol.md §4.4, §4.5).
-//
-// Every `data` payload of the stream becomes one `session_event`: the fields
-// every event has (`id`, `type`, `raw`) plus `body`, a std::variant holding the
-// typed view of its kind:
-//
-//     while (auto ev = co_await stream.next()) {
-//         if (auto* r = ev->get_if<lens::inference_result>())
-//             use(r->label(), r->response);
-//         else if (ev->kind() == lens::event_kind::heartbeat)
-//             ;
-//         std::cout << ev->id << ' ' << ev->type << ' ' << boost::json::serialize(ev->raw);
-//     }
-//
-// Decoding is tolerant: a missing or oddly typed field leaves its default and
-// the event keeps its kind; `raw` always has the whole payload. Types nobody
-// knows arrive as `unknown_event` with their type and raw JSON.
-//
-// Non-JSON data (the documented policy): a `data` payload that does not parse
-// as JSON is delivered as a `malformed_event` — `type` empty, `raw` a JSON
-// string holding the data text, `body` the text and the parse error — and the
-// stream goes on. A payload that is JSON but not an object with a string
-// `type` is an `unknown_event` with an empty `type`.
+/// \file
+/// lens/events.hpp — the typed events of a session's SSE consumer (docs/protocol.md §4.4, §4.5).
+///
+/// Every `data` payload of the stream becomes one `session_event`: the fields
+/// every event has (`id`, `type`, `raw`) plus `body`, a std::variant holding the
+/// typed view of its kind:
+///
+///     while (auto ev = co_await stream.next()) {
+///         if (auto* r = ev->get_if<lens::inference_result>())
+///             use(r->label(), r->response);
+///         else if (ev->kind() == lens::event_kind::heartbeat)
+///             ;
+///         std::cout << ev->id << ' ' << ev->type << ' ' << boost::json::serialize(ev->raw);
+///     }
+///
+/// Decoding is tolerant: a missing or oddly typed field leaves its default and
+/// the event keeps its kind; `raw` always has the whole payload. Types nobody
+/// knows arrive as `unknown_event` with their type and raw JSON.
+///
+/// Non-JSON data (the documented policy): a `data` payload that does not parse
+/// as JSON is delivered as a `malformed_event` — `type` empty, `raw` a JSON
+/// string holding the data text, `body` the text and the parse error — and the
+/// stream goes on. A payload that is JSON but not an object with a string
+/// `type` is an `unknown_event` with an empty `type`.
 #pragma once
 
 #include <boost/json/object.hpp>

@@ -1,4 +1,5 @@
-// lens/input_stream.hpp — typed `input_stream.set` configurations (docs/protocol.md §3.7).
+/// \file
+/// lens/input_stream.hpp — typed `input_stream.set` configurations (docs/protocol.md §3.7).
 #pragma once
 
 #include <boost/json/object.hpp>

@@ -1,4 +1,5 @@
-// lens/query.hpp — `model.query` requests (docs/protocol.md §3.8).
+/// \file
+/// lens/query.hpp — `model.query` requests (docs/protocol.md §3.8).
 #pragma once
 
 #include <boost/json/object.hpp>

@@ -1,15 +1,16 @@
-// lens/records.hpp — typed views of the records the Lens API returns (docs/protocol.md §2.2).
-//
-// The server adds and drops fields between releases, so every record is a few
-// typed fields for convenience plus `raw`, the whole reply as received (minus
-// the secret `api_key`). Decoding is tolerant: a missing field leaves its
-// default, a number sent as a string is still read as a number, and unknown
-// fields stay in `raw`. Only a record that is not a JSON object is an error
-// (`lens::error` with `errc::invalid_response`).
-//
-//     auto rec = boost::json::value_to<lens::session_record>(reply);
-//     if (rec.status == lens::session_status::running) ...
-//     boost::json::value_from(rec);   // == rec.raw, never with an api_key
+/// \file
+/// lens/records.hpp — typed views of the records the Lens API returns (docs/protocol.md §2.2).
+///
+/// The server adds and drops fields between releases, so every record is a few
+/// typed fields for convenience plus `raw`, the whole reply as received (minus
+/// the secret `api_key`). Decoding is tolerant: a missing field leaves its
+/// default, a number sent as a string is still read as a number, and unknown
+/// fields stay in `raw`. Only a record that is not a JSON object is an error
+/// (`lens::error` with `errc::invalid_response`).
+///
+///     auto rec = boost::json::value_to<lens::session_record>(reply);
+///     if (rec.status == lens::session_status::running) ...
+///     boost::json::value_from(rec);   // == rec.raw, never with an api_key
 #pragma once
 
 #include <boost/json/object.hpp>

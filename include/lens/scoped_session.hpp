@@ -1,16 +1,17 @@
-// lens/scoped_session.hpp — sessions hold scarce server capacity (docs/protocol.md §5);
-// these make sure each one is destroyed on every exit path.
-//
-//     co_await lens::with_session(client, lens_id, [&](const lens::session_record& s) -> lens::task<void> {
-//         ... // return, throw, or be cancelled: the session is destroyed either way
-//     });
-//
-// `with_session` is the structured form: it destroys the session before it
-// completes, even when the caller's coroutine was cancelled (the cancellation is
-// reset for the destroy call, which has its own deadline), and rethrows the
-// body's exception. `scoped_session` is the RAII form for sessions whose life
-// does not fit one scope: `co_await s.destroy()` when done; a scoped_session
-// dropped without it spawns the destroy on the client's executor as a last resort.
+/// \file
+/// lens/scoped_session.hpp — sessions hold scarce server capacity (docs/protocol.md §5);
+/// these make sure each one is destroyed on every exit path.
+///
+///     co_await lens::with_session(client, lens_id, [&](const lens::session_record& s) -> lens::task<void> {
+///         ... // return, throw, or be cancelled: the session is destroyed either way
+///     });
+///
+/// `with_session` is the structured form: it destroys the session before it
+/// completes, even when the caller's coroutine was cancelled (the cancellation is
+/// reset for the destroy call, which has its own deadline), and rethrows the
+/// body's exception. `scoped_session` is the RAII form for sessions whose life
+/// does not fit one scope: `co_await s.destroy()` when done; a scoped_session
+/// dropped without it spawns the destroy on the client's executor as a last resort.
 #pragma once
 
 #include <lens/client.hpp>
