@@ -1,7 +1,8 @@
-// lens/backoff.hpp — exponential, capped, jittered reconnect and retry spacing.
-//
-// Sans-I/O: the caller supplies the time and (optionally) the random source,
-// so the schedule is tested without clocks or sleeps.
+/// \file
+/// lens/backoff.hpp — exponential, capped, jittered reconnect and retry spacing.
+///
+/// Sans-I/O: the caller supplies the time and (optionally) the random source,
+/// so the schedule is tested without clocks or sleeps.
 #pragma once
 
 #include <chrono>
@@ -14,9 +15,11 @@ namespace lens {
 /// Attempt n (0-based) waits `min(max, initial * multiplier^n) * (1 - jitter * u)`,
 /// rounded down to whole milliseconds, with u uniform in [0, 1).
 struct backoff_policy {
+    /// The delay before the first retry (attempt 0), before jitter.
     std::chrono::milliseconds initial = std::chrono::milliseconds(200);
     /// The cap, applied before jitter: no delay ever exceeds it, however many attempts.
     std::chrono::milliseconds max = std::chrono::seconds(30);
+    /// Growth factor from one delay to the next (1 gives a constant delay).
     double multiplier = 2.0;
     /// Fraction of each delay that is randomised: delay * (1 - jitter * u), u uniform in [0, 1).
     /// 0 gives the exact exponential schedule; 1 gives "full jitter". Clamped to [0, 1].
@@ -34,8 +37,12 @@ struct backoff_policy {
     std::chrono::milliseconds delay(unsigned attempt, double u) const noexcept;
 };
 
+/// The stateful form of a backoff_policy: counts attempts, and resets the schedule
+/// after a connection that stayed up `reset_after` (reconnect loops use it; one-shot
+/// decisions use the pure `lens::decide_retry`).
 class backoff {
 public:
+    /// The clock of `connected()` and `disconnected()`.
     using clock = std::chrono::steady_clock;
     /// Returns a uniform value in [0, 1); values outside it are clamped.
     using random_source = std::function<double()>;
@@ -60,7 +67,9 @@ public:
     /// Start over from `initial`.
     void reset() noexcept { attempts_ = 0; }
 
+    /// Attempts counted since construction or the last reset.
     unsigned attempts() const noexcept { return attempts_; }
+    /// The policy this backoff follows.
     const backoff_policy& policy() const noexcept { return policy_; }
 
 private:

@@ -18,6 +18,8 @@ struct retry_policy {
     backoff_policy backoff{std::chrono::milliseconds(200), std::chrono::seconds(5), 2.0, 0.5};
 };
 
+/// What every connection of a client shares: the endpoint, the key, deadlines, retries,
+/// TLS trust and byte limits.
 struct config {
     /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
     /// in a co_await expression. Start from a named value and set members.
@@ -31,6 +33,7 @@ struct config {
     std::chrono::milliseconds timeout = std::chrono::seconds(30);
     /// Deadline of establishing one connection (TCP + TLS) within the call's deadline.
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    /// Retries of REST calls (and of an event stream's first connection).
     retry_policy retry;
     /// Verify the server certificate (system trust store, host name). Leave on.
     bool verify_peer = true;
@@ -49,6 +52,7 @@ struct config {
     std::vector<std::string> session_hosts;
     /// Idle keep-alive connections kept per client.
     std::size_t max_idle_connections = 8;
+    /// Sent as `User-Agent` with every request and upgrade.
     std::string user_agent = "lens-cpp/0.1 (+https://github.com/archetypeai)";
 
     /// Defaults overridden by `ARCHETYPE_API_ENDPOINT` and `ARCHETYPE_API_KEY` when set.

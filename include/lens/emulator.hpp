@@ -1,12 +1,13 @@
-// lens/emulator.hpp — a faithful local emulator of the Lens API.
-//
-// One Beast server (HTTP/1.1 keep-alive, optionally TLS) serving the REST,
-// WebSocket and SSE surfaces of PROTOCOL.md from in-memory state. It runs on
-// whatever executor it is given: tests put client and emulator on one
-// io_context; benchmarks give it a thread of its own.
-//
-// Knobs are plain fields read at the moment they apply; change them from the
-// emulator's own executor (in tests: the same thread that runs everything).
+/// \file
+/// lens/emulator.hpp — a faithful local emulator of the Lens API.
+///
+/// One Beast server (HTTP/1.1 keep-alive, optionally TLS) serving the REST,
+/// WebSocket and SSE surfaces of docs/protocol.md from in-memory state. It runs on
+/// whatever executor it is given: tests put client and emulator on one
+/// io_context; benchmarks give it a thread of its own.
+///
+/// Knobs are plain fields read at the moment they apply; change them from the
+/// emulator's own executor (in tests: the same thread that runs everything).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -32,7 +33,7 @@ inline constexpr std::string_view query = "lns-emu-query";
 } // namespace builtin
 
 // Session status spellings: the emulator varies them deliberately, as the real server
-// does (PROTOCOL.md §2), so that clients must normalise:
+// does (docs/protocol.md §2.2), so that clients must normalise:
 //   `lens/sessions/create` reply                "LensSessionStatus.SESSION_STATUS_REGISTERED"
 //   REST records (sessions/metadata, destroy)   "SESSION_STATUS_RUNNING"
 //   `session.status` (WebSocket, events/process) "3"
@@ -51,7 +52,7 @@ struct rest_knobs {
     std::chrono::milliseconds delay{0};   ///< added before every reply
     unsigned fail_every_nth = 0;          ///< every Nth request is answered with `fail_status` (0: never)
     unsigned fail_next = 0;               ///< the next N requests are answered with `fail_status`
-    unsigned fail_status = 503;
+    unsigned fail_status = 503;           ///< the HTTP status of injected failures
     unsigned retry_after_seconds = 0;     ///< adds `Retry-After` to injected failures when non-zero
     unsigned drop_every_nth = 0;          ///< every Nth request: the connection is closed without a reply
     unsigned drop_next = 0;               ///< the next N requests are dropped that way
@@ -92,27 +93,30 @@ struct ws_knobs {
 
 /// Faults and pacing of the SSE surface.
 struct sse_knobs {
-    std::chrono::milliseconds heartbeat_interval{10000};
+    std::chrono::milliseconds heartbeat_interval{10000};  ///< spacing of `sse.stream.heartbeat`
     std::chrono::milliseconds result_interval{50};  ///< spacing of activity-monitor results
     std::size_t csv_window_rows = 10;               ///< CSV rows per inference.result
     unsigned cut_after_events = 0;   ///< close each consumer connection after N events (0: never)
-    enum class line_ending { lf, crlf, cr } line_end = line_ending::lf;
+    /// The line ending the stream is written with.
+    enum class line_ending { lf, crlf, cr };
+    line_ending line_end = line_ending::lf;   ///< every line end of the stream uses it
     std::size_t chunk_size = 0;      ///< write the stream in chunks of this many bytes (0: whole events)
     bool bom = false;                ///< start each stream with a UTF-8 BOM
     bool comments = false;           ///< interleave `: comment` lines
     bool stall = false;              ///< stop writing anything (connection stays open)
 };
 
+/// What the emulator serves and how; `server::knobs()` changes them while it runs.
 struct options {
-    std::string host = "127.0.0.1";
+    std::string host = "127.0.0.1";          ///< the address to listen on
     unsigned short port = 0;                 ///< 0: an ephemeral port
     bool tls = false;                        ///< serve https/wss with a certificate generated at start-up
     std::string ca_file;                     ///< where to write the CA (TLS); empty: a temporary file
     std::string api_key = "emulator-key";    ///< the only key accepted
     std::size_t max_sessions = 64;           ///< live sessions before create answers "Failed to allocate lens runner"
-    rest_knobs rest;
-    ws_knobs ws;
-    sse_knobs sse;
+    rest_knobs rest;                         ///< faults of the REST surface
+    ws_knobs ws;                             ///< faults of the WebSocket surface
+    sse_knobs sse;                           ///< faults and pacing of the SSE surface
 };
 
 /// Counters for tests.
@@ -125,6 +129,8 @@ struct stats {
     std::size_t live_sessions = 0;       ///< sessions created and not destroyed
 };
 
+/// The emulator: a listening socket and the state of its lenses, sessions and files,
+/// served on the executor it was given.
 class server {
 public:
     /// Binds and listens at once (throws `lens::error` on failure); serving starts with `start()`.
@@ -143,13 +149,16 @@ public:
 
     /// "http://127.0.0.1:PORT/v0.5", or https in TLS mode.
     std::string endpoint() const;
+    /// The port listened on (the ephemeral one chosen when `options::port` was 0).
     unsigned short port() const;
     /// The PEM file of the CA that signed the server certificate (TLS mode), else empty.
     const std::string& ca_file() const;
+    /// The API key the emulator accepts (`options::api_key`).
     const std::string& api_key() const;
 
     /// The live knobs; changes apply to what happens next.
     options& knobs();
+    /// The counters so far.
     stats statistics() const;
 
     struct impl;

@@ -1,32 +1,33 @@
-// lens/error.hpp — the error model of lens.
-//
-// Every failure is a `boost::system::error_code` of `lens::error_category()`
-// (or an Asio/Beast/SSL code passed through), carried in a `lens::error`
-// exception. The exception's message always names the operation and the
-// cause: "sessions/create: 401 unauthorized: Invalid API key".
-//
-// The message rule, in full:
-//
-//     what() = operation ": " [status " " reason ": "] cause
-//     cause  = detail ": " said      when both are present
-//            | detail | said        when only one is
-//            | code().message()     when neither is
-//     said   = each server error's message (its code when the message is empty), joined by "; ",
-//              then " (N more)" when N diagnostics were left out
-//
-// `status` is the HTTP status (omitted when 0) and `reason` its lower-case reason phrase
-// (omitted for statuses lens does not name). Examples:
-//
-//     sessions/create: 401 unauthorized: Invalid API key
-//     sessions/create: 200 ok: Failed to allocate lens runner - try stopping an older session!
-//     model.query: the server timed out answering the query
-//     files/upload: 400 bad request: bad row 1; bad row 2; ...; bad row 32 (79968 more)
-//
-// Server diagnostics are bounded (see `max_server_errors` and its siblings below): a broken
-// or hostile server can send megabytes of them, and neither reading them nor the message
-// may grow with the body.
-//
-// Nothing here ever sees the API key; callers must not put it in `detail`.
+/// \file
+/// lens/error.hpp — the error model of lens.
+///
+/// Every failure is a `boost::system::error_code` of `lens::error_category()`
+/// (or an Asio/Beast/SSL code passed through), carried in a `lens::error`
+/// exception. The exception's message always names the operation and the
+/// cause: "sessions/create: 401 unauthorized: Invalid API key".
+///
+/// The message rule, in full:
+///
+///     what() = operation ": " [status " " reason ": "] cause
+///     cause  = detail ": " said      when both are present
+///            | detail | said        when only one is
+///            | code().message()     when neither is
+///     said   = each server error's message (its code when the message is empty), joined by "; ",
+///              then " (N more)" when N diagnostics were left out
+///
+/// `status` is the HTTP status (omitted when 0) and `reason` its lower-case reason phrase
+/// (omitted for statuses lens does not name). Examples:
+///
+///     sessions/create: 401 unauthorized: Invalid API key
+///     sessions/create: 200 ok: Failed to allocate lens runner - try stopping an older session!
+///     model.query: the server timed out answering the query
+///     files/upload: 400 bad request: bad row 1; bad row 2; ...; bad row 32 (79968 more)
+///
+/// Server diagnostics are bounded (see `max_server_errors` and its siblings below): a broken
+/// or hostile server can send megabytes of them, and neither reading them nor the message
+/// may grow with the body.
+///
+/// Nothing here ever sees the API key; callers must not put it in `detail`.
 #pragma once
 
 #include <boost/json/value.hpp>
@@ -53,10 +54,10 @@ enum class errc {
     http_error,             ///< any other non-success HTTP status
     api_error,              ///< a 2xx reply carrying `errors` or `is_valid: false`
     invalid_response,       ///< a reply that is not the JSON we expect (an HTML error page...)
-    body_too_large,         ///< a reply body over `config::max_body_size`
+    body_too_large,         ///< a reply over `config::max_reply_size` (`max_body_size` for downloads) or its memory budget, a frame over `session_options::max_message_size`
     invalid_argument,       ///< rejected client-side before sending (unknown file extension...)
     query_timed_out,        ///< the server's "Response timed out for query" reply to model.query
-    session_gone,           ///< the session no longer exists (upgrade refused, or destroyed)
+    session_gone,           ///< the session no longer exists (error frame "Unknown session id", or destroy())
     protocol_error,         ///< a frame or event that violates the protocol
     limit_exceeded,         ///< an SSE line or event over its size limit
     not_event_stream,       ///< a consumer reply whose content type is not text/event-stream
@@ -66,8 +67,11 @@ enum class errc {
     certificate_rejected,
 };
 
+/// The category of lens::errc codes (name "lens"); its messages describe each condition.
 const boost::system::error_category& error_category() noexcept;
 
+/// Makes `lens::errc` values usable as error codes (found by argument-dependent lookup):
+/// `ec == lens::errc::timeout` works for any `boost::system::error_code`.
 inline boost::system::error_code make_error_code(errc e) noexcept
 {
     return {static_cast<int>(e), error_category()};
@@ -88,12 +92,12 @@ inline constexpr std::size_t max_server_error_field = 1024;
 /// is cut and ends in "...".
 inline constexpr std::size_t max_error_message = 4096;
 
-/// One diagnostic from the server, whatever shape it came in (PROTOCOL.md §2).
+/// One diagnostic from the server, whatever shape it came in (docs/protocol.md §2.3).
 struct server_error {
     std::string code;        ///< empty when the server gave a plain string
-    std::string message;
-    std::string suggestion;
-    std::string error_uid;
+    std::string message;     ///< the diagnostic's text (a plain string error is all message)
+    std::string suggestion;  ///< what the server suggests doing, when it says
+    std::string error_uid;   ///< the server's id of this occurrence, for support requests
     /// How many further diagnostics the server sent that were left out after this one; set on
     /// the last of a list cut short. Items past `max_examined_server_errors` are counted
     /// unread, so repeats among them count too: it is an upper bound.
@@ -149,5 +153,7 @@ private:
 
 } // namespace lens
 
+/// \cond
 template <>
 struct boost::system::is_error_code_enum<lens::errc> : std::true_type {};
+/// \endcond

@@ -1,5 +1,5 @@
 // lens/event_stream.hpp — a session's SSE consumer as an async generator of
-// typed events, resumable without loss (PROTOCOL.md §4).
+// typed events, resumable without loss (docs/protocol.md §4).
 //
 //     lens::event_stream stream(executor, cfg, session_id);
 //     co_await stream.connect();                // optional: before input_stream.set

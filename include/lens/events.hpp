@@ -1,26 +1,27 @@
-// lens/events.hpp — the typed events of a session's SSE consumer (PROTOCOL.md §4).
-//
-// Every `data` payload of the stream becomes one `session_event`: the fields
-// every event has (`id`, `type`, `raw`) plus `body`, a std::variant holding the
-// typed view of its kind:
-//
-//     while (auto ev = co_await stream.next()) {
-//         if (auto* r = ev->get_if<lens::inference_result>())
-//             use(r->label(), r->response);
-//         else if (ev->kind() == lens::event_kind::heartbeat)
-//             ;
-//         std::cout << ev->id << ' ' << ev->type << ' ' << boost::json::serialize(ev->raw);
-//     }
-//
-// Decoding is tolerant: a missing or oddly typed field leaves its default and
-// the event keeps its kind; `raw` always has the whole payload. Types nobody
-// knows arrive as `unknown_event` with their type and raw JSON.
-//
-// Non-JSON data (the documented policy): a `data` payload that does not parse
-// as JSON is delivered as a `malformed_event` — `type` empty, `raw` a JSON
-// string holding the data text, `body` the text and the parse error — and the
-// stream goes on. A payload that is JSON but not an object with a string
-// `type` is an `unknown_event` with an empty `type`.
+/// \file
+/// lens/events.hpp — the typed events of a session's SSE consumer (docs/protocol.md §4.4, §4.5).
+///
+/// Every `data` payload of the stream becomes one `session_event`: the fields
+/// every event has (`id`, `type`, `raw`) plus `body`, a std::variant holding the
+/// typed view of its kind:
+///
+///     while (auto ev = co_await stream.next()) {
+///         if (auto* r = ev->get_if<lens::inference_result>())
+///             use(r->label(), r->response);
+///         else if (ev->kind() == lens::event_kind::heartbeat)
+///             ;
+///         std::cout << ev->id << ' ' << ev->type << ' ' << boost::json::serialize(ev->raw);
+///     }
+///
+/// Decoding is tolerant: a missing or oddly typed field leaves its default and
+/// the event keeps its kind; `raw` always has the whole payload. Types nobody
+/// knows arrive as `unknown_event` with their type and raw JSON.
+///
+/// Non-JSON data (the documented policy): a `data` payload that does not parse
+/// as JSON is delivered as a `malformed_event` — `type` empty, `raw` a JSON
+/// string holding the data text, `body` the text and the parse error — and the
+/// stream goes on. A payload that is JSON but not an object with a string
+/// `type` is an `unknown_event` with an empty `type`.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -37,30 +38,30 @@ namespace lens {
 
 /// `sse.stream.start`: the first event of each connection.
 struct stream_start {
-    std::string session_id;
-    std::string reader_id;
+    std::string session_id;       ///< the session whose stream this is
+    std::string reader_id;        ///< the server's id of this consumer connection
 };
 
 /// `sse.stream.heartbeat`: liveness; `message_timeout` counts up.
 struct heartbeat {
-    std::string session_id;
+    std::string session_id;       ///< the session whose stream this is
     std::string session_status;   ///< as sent (see lens::parse_session_status)
-    std::uint64_t num_messages = 0;
-    std::uint64_t num_bytes = 0;
-    std::uint64_t message_timeout = 0;
+    std::uint64_t num_messages = 0;    ///< the server's count of messages in the stream
+    std::uint64_t num_bytes = 0;       ///< the server's count of bytes in the stream
+    std::uint64_t message_timeout = 0; ///< increments with each heartbeat; not a duration
 };
 
 /// `sse.stream.end`: the server closes the stream for good; it is the last event.
 struct stream_end {
-    std::string session_id;
+    std::string session_id;       ///< the session whose stream ended
 };
 
 /// `inference.result`: `event_data: {response, query_id, query_metadata}`.
 struct inference_result {
     /// E.g. `["HEALTHY", {"HEALTHY": 0.95, "BROKEN": 0.05}]` or a list of texts.
     boost::json::value response;
-    std::string query_id;
-    boost::json::object query_metadata;
+    std::string query_id;                ///< the server's id of the inference
+    boost::json::object query_metadata;  ///< `event_data.query_metadata` as sent (its shape depends on the lens)
 
     /// The first element of `response` when it is a string (a classification's label).
     std::optional<std::string> label() const;
@@ -72,21 +73,20 @@ struct inference_result {
 
 /// `inference.error`: `event_data: {error_messages: [...]}`.
 struct inference_error {
-    std::vector<std::string> error_messages;
+    std::vector<std::string> error_messages;   ///< the server's texts, in order
 };
 
-/// `log.<level>` (`log.info`, `log.warning`...): `event_data.message`, or the
-/// event data as JSON text when it has no `message`.
+/// A `log.*` event (`log.info`, `log.warning`...).
 struct log_message {
     std::string level;     ///< "info" for `log.info`
-    std::string message;
+    std::string message;   ///< `event_data.message`, or the event data as JSON text when it has none
 };
 
 /// `frame.processed`.
 struct frame_processed {
-    std::optional<std::uint64_t> frame_index;
-    std::optional<double> timestamp;
-    boost::json::object event_data;
+    std::optional<std::uint64_t> frame_index;  ///< `event_data.frame_index`, when a number
+    std::optional<double> timestamp;           ///< `event_data.timestamp`, when a number
+    boost::json::object event_data;            ///< the whole `event_data`
 };
 
 /// `error`: the server reports a failure in the stream; the stream goes on.
@@ -117,6 +117,7 @@ enum class event_kind {
     malformed,
 };
 
+/// One event of a session's SSE consumer: the common fields and a typed `body`.
 struct session_event {
     /// The stream's last event id when this event was dispatched (EventSource's
     /// `lastEventId`): the event's own `id`, or for events without one (the
@@ -126,14 +127,18 @@ struct session_event {
     std::string type;
     /// The whole payload; for malformed data, a JSON string of its text.
     boost::json::value raw;
+    /// The typed view of the payload, chosen by `type`.
     std::variant<stream_start, heartbeat, stream_end, inference_result, inference_error, log_message,
                  frame_processed, error_event, unknown_event, malformed_event>
         body;
 
+    /// Which alternative `body` holds.
     event_kind kind() const noexcept { return static_cast<event_kind>(body.index()); }
 
+    /// `body` as a `T`, or null when it holds another kind.
     template <class T>
     const T* get_if() const noexcept { return std::get_if<T>(&body); }
+    /// \overload
     template <class T>
     T* get_if() noexcept { return std::get_if<T>(&body); }
 };

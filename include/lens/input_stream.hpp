@@ -1,4 +1,5 @@
-// lens/input_stream.hpp — typed `input_stream.set` configurations (PROTOCOL.md §3).
+/// \file
+/// lens/input_stream.hpp — typed `input_stream.set` configurations (docs/protocol.md §3.7).
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -17,10 +18,12 @@ namespace lens {
 /// A live RTSP camera.
 struct rtsp_stream {
     rtsp_stream() = default;
+    /// The camera at `url`, at the server's default size and rate.
     explicit rtsp_stream(std::string url) : rtsp_url(std::move(url)) {}
 
-    std::string rtsp_url;
-    std::optional<unsigned> height, width;    ///< target_image_size [h, w]
+    std::string rtsp_url;                     ///< e.g. "rtsp://camera.example.com:554/stream"
+    std::optional<unsigned> height;           ///< target_image_size [h, w]; sent only with `width`
+    std::optional<unsigned> width;            ///< see `height`
     std::optional<double> frame_rate_hz;      ///< target_frame_rate_hz
     std::string stream_type = "rtsp_video_streamer"; ///< or the older "rtsp_video_reader"
 };
@@ -28,33 +31,38 @@ struct rtsp_stream {
 /// An uploaded CSV file (its `file_id`).
 struct csv_stream {
     csv_stream() = default;
+    /// The uploaded file `id`.
     explicit csv_stream(std::string id) : file_id(std::move(id)) {}
-    std::string file_id;
+    std::string file_id;   ///< the upload's `file_id` (its base name), not its `file_uid`
 };
 
 /// An uploaded video file (its `file_id`, e.g. "clip.mp4").
 struct video_stream {
     video_stream() = default;
+    /// The uploaded file `id`.
     explicit video_stream(std::string id) : file_id(std::move(id)) {}
-    std::string file_id;
+    std::string file_id;   ///< the upload's `file_id` (its base name), not its `file_uid`
 };
 
 /// An uploaded JSON-lines file.
 struct jsonl_stream {
     jsonl_stream() = default;
+    /// The uploaded file `id`.
     explicit jsonl_stream(std::string id) : file_id(std::move(id)) {}
-    std::string file_id;
+    std::string file_id;   ///< the upload's `file_id` (its base name), not its `file_uid`
 };
 
 /// Any other stream type, sent as given (sensor streams, new readers).
 struct raw_stream {
     raw_stream() = default;
+    /// A stream of `type` configured by `config`.
     raw_stream(std::string type, boost::json::object config)
         : stream_type(std::move(type)), stream_config(std::move(config)) {}
-    std::string stream_type;
-    boost::json::object stream_config;
+    std::string stream_type;            ///< sent as `stream_type`
+    boost::json::object stream_config;  ///< sent as `stream_config`
 };
 
+/// Any input stream `session::set_input_stream` accepts.
 using input_stream = std::variant<rtsp_stream, csv_stream, video_stream, jsonl_stream, raw_stream>;
 
 /// The `event_data` of `input_stream.set`: `{"stream_type", "stream_config"}`.

@@ -1,27 +1,29 @@
-// lens/retry.hpp — the one retry decision of lens, and the predicates behind it.
-//
-// REST calls, WebSocket (re)connects and SSE (re)connects all ask the same pure
-// function what to do after a failed attempt: "retry at T" or "give up with code C".
-// It sees the failure's code, whether the request may have reached the server,
-// the number of attempts made, the current time and the deadline, and nothing else,
-// so its whole behaviour is table-tested without clocks or sockets.
-//
-// The rules, in full:
-// - `is_retryable(code)`: timeouts, failed or lost connections, 429 and 5xx are
-//   transient; everything else (401/403, 404, other 4xx, a rejected certificate, an
-//   invalid reply, an over-limit body, a closed object...) is final.
-// - A request that may already have reached the server (`request_sent`) and is not
-//   idempotent is retried only when the server surely did not act on it: a 429
-//   (refused unprocessed) or a connection that failed before anything was sent.
-// - The delay is the backoff schedule's (exponential, capped, jittered) or the
-//   server's hint (`Retry-After`, SSE `retry:`) when that is longer; the hint is
-//   clamped to `backoff_policy::max_server_delay`, so no server can stall a client
-//   for years or, with a tiny or overflowing value, make it storm.
-// - Time arithmetic saturates (see lens/detail/deadline.hpp); a retry that would start at
-//   or after the deadline gives up with the failure's own code.
-// - `max_attempts` counts attempts including the first; 0 means unlimited. (Not the
-//   same count as `backoff_policy::max_attempts` of the stateful `lens::backoff`, which
-//   counts delays handed out, i.e. retries.)
+/// \file
+/// lens/retry.hpp — the one retry decision of lens, and the predicates behind it
+/// (docs/protocol.md §2.4).
+///
+/// REST calls, WebSocket (re)connects and SSE (re)connects all ask the same pure
+/// function what to do after a failed attempt: "retry at T" or "give up with code C".
+/// It sees the failure's code, whether the request may have reached the server,
+/// the number of attempts made, the current time and the deadline, and nothing else,
+/// so its whole behaviour is table-tested without clocks or sockets.
+///
+/// The rules, in full:
+/// - `is_retryable(code)`: timeouts, failed or lost connections, 429 and 5xx are
+///   transient; everything else (401/403, 404, other 4xx, a rejected certificate, an
+///   invalid reply, an over-limit body, a closed object...) is final.
+/// - A request that may already have reached the server (`request_sent`) and is not
+///   idempotent is retried only when the server surely did not act on it: a 429
+///   (refused unprocessed) or a connection that failed before anything was sent.
+/// - The delay is the backoff schedule's (exponential, capped, jittered) or the
+///   server's hint (`Retry-After`, SSE `retry:`) when that is longer; the hint is
+///   clamped to `backoff_policy::max_server_delay`, so no server can stall a client
+///   for years or, with a tiny or overflowing value, make it storm.
+/// - Time arithmetic saturates (see lens/detail/deadline.hpp); a retry that would start at
+///   or after the deadline gives up with the failure's own code.
+/// - `max_attempts` counts attempts including the first; 0 means unlimited. (Not the
+///   same count as `backoff_policy::max_attempts` of the stateful `lens::backoff`, which
+///   counts delays handed out, i.e. retries.)
 #pragma once
 
 #include <lens/backoff.hpp>
@@ -63,6 +65,8 @@ bool is_surely_unprocessed(const boost::system::error_code& ec) noexcept;
 
 /// One failed attempt, as the retry decision sees it.
 struct attempt_failure {
+    /// What went wrong: a lens::errc (from lens::status_condition for HTTP statuses) or a
+    /// transport error.
     boost::system::error_code code;
     /// The request may have reached the server (it was written, at least in part).
     bool request_sent = false;
@@ -72,11 +76,13 @@ struct attempt_failure {
 
 /// "retry at `at`" or "give up with `code`".
 struct retry_decision {
-    bool retry = false;
-    std::chrono::steady_clock::time_point at{};
-    boost::system::error_code code;
+    bool retry = false;                          ///< true: attempt again at `at`
+    std::chrono::steady_clock::time_point at{};  ///< when to start the next attempt (retry only)
+    boost::system::error_code code;              ///< the failure to report (give up only)
 
+    /// A decision to attempt again at `t`.
     static retry_decision retry_at(std::chrono::steady_clock::time_point t) { return {true, t, {}}; }
+    /// A decision to stop and report `c`.
     static retry_decision give_up(boost::system::error_code c) { return {false, {}, c}; }
 };
 

@@ -1,16 +1,17 @@
-// lens/scoped_session.hpp — sessions hold scarce server capacity (PROTOCOL.md §5);
-// these make sure each one is destroyed on every exit path.
-//
-//     co_await lens::with_session(client, lens_id, [&](const lens::session_record& s) -> lens::task<void> {
-//         ... // return, throw, or be cancelled: the session is destroyed either way
-//     });
-//
-// `with_session` is the structured form: it destroys the session before it
-// completes, even when the caller's coroutine was cancelled (the cancellation is
-// reset for the destroy call, which has its own deadline), and rethrows the
-// body's exception. `scoped_session` is the RAII form for sessions whose life
-// does not fit one scope: `co_await s.destroy()` when done; a scoped_session
-// dropped without it spawns the destroy on the client's executor as a last resort.
+/// \file
+/// lens/scoped_session.hpp — sessions hold scarce server capacity (docs/protocol.md §5);
+/// these make sure each one is destroyed on every exit path.
+///
+///     co_await lens::with_session(client, lens_id, [&](const lens::session_record& s) -> lens::task<void> {
+///         ... // return, throw, or be cancelled: the session is destroyed either way
+///     });
+///
+/// `with_session` is the structured form: it destroys the session before it
+/// completes, even when the caller's coroutine was cancelled (the cancellation is
+/// reset for the destroy call, which has its own deadline), and rethrows the
+/// body's exception. `scoped_session` is the RAII form for sessions whose life
+/// does not fit one scope: `co_await s.destroy()` when done; a scoped_session
+/// dropped without it spawns the destroy on the client's executor as a last resort.
 #pragma once
 
 #include <lens/client.hpp>
@@ -26,6 +27,8 @@
 
 namespace lens {
 
+/// Owns a server-side session and destroys it: explicitly with `destroy()`, else from
+/// the destructor (detached, best effort). Move-only.
 class scoped_session {
 public:
     /// Creates a session of `lens_id`.
@@ -35,7 +38,9 @@ public:
         co_return scoped_session(std::move(c), std::move(record));
     }
 
+    /// Takes ownership of the existing session `record`, destroyed through `c`.
     scoped_session(client c, session_record record) : client_(std::move(c)), record_(std::move(record)) {}
+    /// Takes over `other`'s session; `other` no longer destroys it.
     scoped_session(scoped_session&& other) noexcept
         : client_(other.client_), record_(std::move(other.record_)), owned_(std::exchange(other.owned_, false))
     {
@@ -49,7 +54,9 @@ public:
                                   boost::asio::detached);
     }
 
+    /// The record `create` returned (or the one given).
     const session_record& record() const noexcept { return record_; }
+    /// The session's id.
     const std::string& id() const noexcept { return record_.session_id; }
 
     /// Destroys the session now (idempotent). A caller that was cancelled must first

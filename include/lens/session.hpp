@@ -1,5 +1,5 @@
 // lens/session.hpp — the WebSocket control channel of a session, as an
-// awaitable request/response multiplexer (PROTOCOL.md §3).
+// awaitable request/response multiplexer (docs/protocol.md §3).
 //
 // Any number of coroutines may have requests in flight on one session. One
 // writer drains the send queue (a burst goes out corked, as few TCP segments);

@@ -1,4 +1,4 @@
-// Session events (PROTOCOL.md §3): one handler for the WebSocket control channel
+// Session events (docs/protocol.md §3.4): one handler for the WebSocket control channel
 // and for REST `lens/sessions/events/process`, so both give the same reply.
 //
 // The handler is synchronous: the event takes effect at once (mailbox, counters,

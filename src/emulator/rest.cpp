@@ -1,4 +1,4 @@
-// The REST surface of PROTOCOL.md §2: lenses, sessions, events and files.
+// The REST surface of docs/protocol.md §2: lenses, sessions, events and files.
 //
 // Error bodies deliberately use every shape the real API uses, each where the
 // real API uses it: `{"detail": ...}` (FastAPI: not found, malformed bodies),

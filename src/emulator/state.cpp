@@ -299,7 +299,7 @@ json::object server::impl::session_record(const session_state& s, status_spellin
     r["input_data_stream_id"] = s.input_data_stream_id;
     r["output_data_stream_id"] = s.output_data_stream_id;
     r["lens_config"] = s.lens.contains("lens_config") ? s.lens.at("lens_config") : json::value(json::object{});
-    // The real server echoes the caller's key here (PROTOCOL.md §2); the emulator does
+    // The real server echoes the caller's key here (docs/protocol.md §2.2); the emulator does
     // too, so that the client's scrubbing of it is exercised.
     r["api_key"] = opts.api_key;
     return r;

@@ -75,7 +75,7 @@ struct stored_file {
 };
 
 /// The real server spells one session state several ways depending on the call
-/// (PROTOCOL.md §2); the emulator reproduces that deliberately so clients must normalise:
+/// (docs/protocol.md §2.2); the emulator reproduces that deliberately so clients must normalise:
 ///   create reply          "LensSessionStatus.SESSION_STATUS_REGISTERED" (then RUNNING)
 ///   REST records          "SESSION_STATUS_RUNNING"
 ///   WebSocket status      "3" (the bare enum number of RUNNING)

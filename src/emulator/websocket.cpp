@@ -1,4 +1,4 @@
-// The WebSocket control channel of a session (PROTOCOL.md §3), with its fault knobs.
+// The WebSocket control channel of a session (docs/protocol.md §3), with its fault knobs.
 //
 // One reader loop per connection. Replies complete at different times (the query
 // lens thinks, knobs delay), and Beast allows one outstanding write, so every

@@ -111,7 +111,7 @@ TEST_CASE("event_stream: typed events from the emulator, ending after sse.stream
     f.emu.knobs().sse.csv_window_rows = 10;
     f.emu.knobs().sse.heartbeat_interval = 2ms;
     const std::string csv = make_csv(30);
-    // connect the consumer first, then set the input (PROTOCOL.md §4)
+    // connect the consumer first, then set the input (docs/protocol.md §4.6)
     const auto id = f.go(start_activity_session(f.client, "", ""));
     auto s = f.stream(id);
     f.go(s.connect());

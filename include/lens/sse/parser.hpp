@@ -1,36 +1,38 @@
-// lens/sse/parser.hpp — the WHATWG event-stream parser, sans-I/O.
-//
-// Bytes in, in any split; events out. No sockets, no timers, no threads.
-// Implements HTML Living Standard §9.2.6 "Interpreting an event stream":
-//
-//  - the stream is UTF-8: one leading BOM is stripped (also when split across
-//    feeds; a second BOM is content), invalid bytes become U+FFFD following the
-//    WHATWG UTF-8 decoder (one U+FFFD per maximal invalid subpart), decoded
-//    incrementally so that a sequence split across feeds decodes as if whole;
-//  - lines end in CRLF, LF or CR; a CR ending one feed and an LF starting the
-//    next are one line end;
-//  - a line starting with `:` is a comment; `name: value` drops one leading
-//    space from the value; a line without a colon is a field with an empty
-//    value; unknown fields are ignored;
-//  - `data` lines are joined with LF (the final LF removed), `event` sets the
-//    type (default `message`), `id` sets the last event id unless it contains
-//    U+0000, `retry` sets the reconnection time only when it is a non-empty run
-//    of ASCII digits (values too large for the clock saturate);
-//  - a blank line dispatches: the last event id is updated even when nothing
-//    is dispatched (empty data buffer), and the data and type buffers reset;
-//  - what is unfinished at the end of a stream (a partial line, an event
-//    without its blank line) is discarded by `finish()`.
-//
-// Deviation, by design: the spec gives every new stream an empty "last event
-// ID buffer". Here the last event id survives `finish()` so that a resumed
-// stream (sent `Last-Event-ID`) that does not repeat an `id` field keeps
-// reporting the id it resumed from; an `id` seen in a discarded, unfinished
-// event is forgotten with it.
-//
-// Cost: every input byte is examined once (the scanner never goes back, see
-// `bytes_examined()`), decoded text is appended straight into the event's
-// data buffer, and buffers are reused from event to event: parsing allocates
-// only when a buffer must grow or the handler takes an event's strings.
+/// \file
+/// lens/sse/parser.hpp — the WHATWG event-stream parser, sans-I/O.
+///
+/// Bytes in, in any split; events out. No sockets, no timers, no threads.
+/// The framing the Lens API's SSE consumer uses (docs/protocol.md §4.2).
+/// Implements HTML Living Standard §9.2.6 "Interpreting an event stream":
+///
+///  - the stream is UTF-8: one leading BOM is stripped (also when split across
+///    feeds; a second BOM is content), invalid bytes become U+FFFD following the
+///    WHATWG UTF-8 decoder (one U+FFFD per maximal invalid subpart), decoded
+///    incrementally so that a sequence split across feeds decodes as if whole;
+///  - lines end in CRLF, LF or CR; a CR ending one feed and an LF starting the
+///    next are one line end;
+///  - a line starting with `:` is a comment; `name: value` drops one leading
+///    space from the value; a line without a colon is a field with an empty
+///    value; unknown fields are ignored;
+///  - `data` lines are joined with LF (the final LF removed), `event` sets the
+///    type (default `message`), `id` sets the last event id unless it contains
+///    U+0000, `retry` sets the reconnection time only when it is a non-empty run
+///    of ASCII digits (values too large for the clock saturate);
+///  - a blank line dispatches: the last event id is updated even when nothing
+///    is dispatched (empty data buffer), and the data and type buffers reset;
+///  - what is unfinished at the end of a stream (a partial line, an event
+///    without its blank line) is discarded by `finish()`.
+///
+/// Deviation, by design: the spec gives every new stream an empty "last event
+/// ID buffer". Here the last event id survives `finish()` so that a resumed
+/// stream (sent `Last-Event-ID`) that does not repeat an `id` field keeps
+/// reporting the id it resumed from; an `id` seen in a discarded, unfinished
+/// event is forgotten with it.
+///
+/// Cost: every input byte is examined once (the scanner never goes back, see
+/// `bytes_examined()`), decoded text is appended straight into the event's
+/// data buffer, and buffers are reused from event to event: parsing allocates
+/// only when a buffer must grow or the handler takes an event's strings.
 #pragma once
 
 #include <boost/system/error_code.hpp>
@@ -91,6 +93,7 @@ private:
 /// span reconnections: call `finish()` at each end of a connection's body).
 class parser {
 public:
+    /// A parser at the start of a stream, enforcing `lim`.
     explicit parser(limits lim = {});
 
     /// Parses `bytes`, calling `handler(event&&)` for each event dispatched, in
@@ -144,6 +147,7 @@ public:
     /// (or `reset()`). Equals the bytes fed — no byte is looked at twice.
     std::uint64_t bytes_examined() const noexcept { return examined_; }
 
+    /// The limits it enforces.
     const limits& get_limits() const noexcept { return limits_; }
 
 private:
