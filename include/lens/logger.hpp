@@ -26,17 +26,22 @@
 //
 // Events (stable names; `source` says which part of lens emitted it):
 //
-// | event            | level   | source          | when                                                              |
-// |------------------|---------|-----------------|-------------------------------------------------------------------|
-// | `connect`        | info (rest: debug) | rest, session, events | a connection is up                              |
-// | `reconnect`      | warning | session, events | an attempt failed or a connection was lost; the next attempt is in `delay` |
-// | `retry`          | warning | rest            | a REST attempt failed and is retried after `delay`                 |
-// | `rate_limited`   | debug   | rest, session, events | a 429, with the server's `Retry-After` (before clamping) in `server_delay` |
-// | `give_up`        | error   | rest            | a REST call fails after a transient failure (attempts or deadline exhausted) |
-// | `dead_peer`      | warning | session, events | a silent connection was dropped (dead_peer_timeout, idle_timeout)  |
-// | `inbox_overflow` | warning | session         | unsolicited frames were dropped (once per overflow; `count` is the total) |
-// | `stream_resume`  | info    | events          | a stream reconnected with `Last-Event-ID` (`last_event_id`)        |
-// | `disconnect`     | info/error | session, events | the session or stream stopped for good (error: a failure)      |
+// | event            | level       | source                | when                                                       |
+// |------------------|-------------|-----------------------|------------------------------------------------------------|
+// | `connect`        | info        | session, events       | a connection is up (`reason` "reconnected" after the first) |
+// | `connect`        | debug       | rest                  | a new keep-alive connection was opened                     |
+// | `reconnect`      | warning     | session, events       | an attempt failed or a connection was lost: `reason`, `code`, `http_status`, next attempt in `delay` |
+// | `retry`          | warning     | rest                  | a REST attempt failed and is retried after `delay`         |
+// | `give_up`        | error       | rest                  | a transient failure ends a REST call (attempts or deadline exhausted) |
+// | `rate_limited`   | debug       | rest, session, events | a 429; the server's `Retry-After`, before clamping, in `server_delay` |
+// | `dead_peer`      | warning     | session, events       | a silent connection was dropped (`dead_peer_timeout`, `idle_timeout`) |
+// | `inbox_overflow` | warning     | session               | unsolicited frames were dropped; once until the inbox is drained empty, `count` the total so far |
+// | `stream_resume`  | info        | events                | a stream connected sending `Last-Event-ID` (`last_event_id`) |
+// | `disconnect`     | info, error | session, events       | stopped for good: closed, destroyed, ended (info) or failed (error) |
+//
+// A final REST failure that is not transient (401, 404...) is the caller's exception
+// and no record. Counters: `client::stats()` (REST), `session::stats()`,
+// `event_stream::statistics()`.
 #pragma once
 
 #include <boost/system/error_code.hpp>
