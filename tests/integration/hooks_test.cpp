@@ -240,6 +240,8 @@ private:
                 co_return;
             std::string head;
             auto [rec, k] = co_await asio::async_read_until(sock, asio::dynamic_buffer(head), "\r\n\r\n", nothrow);
+            if (rec)
+                continue; // the client went away before sending its head
             const std::string& answer = replies_[std::min(n, replies_.size() - 1)];
             co_await asio::async_write(sock, asio::buffer(answer), nothrow);
             boost::system::error_code ignored;
