@@ -127,6 +127,7 @@ void channel_fsm::fail_attempt(time_point now, boost::system::error_code code, s
     if (failures_ != ~0u)
         ++failures_;
     last_failure_ = std::move(detail);
+    last_failure_code_ = code;
     if (destroy_sent_) {
         enter_stop(errc::session_gone, "session destroyed");
         return;

@@ -71,6 +71,7 @@ struct client::impl {
     std::shared_ptr<const detail::endpoint> ep;
     std::vector<std::unique_ptr<detail::http_connection>> idle;
     backoff jitter; ///< only its random source: the schedule is decide_retry's
+    client_stats counters; ///< shared by the client's copies; client::stats()
 
     impl(asio::any_io_executor ex, config c)
         : executor(std::move(ex)), ep(std::make_shared<const detail::endpoint>(std::move(c))),
@@ -91,8 +92,20 @@ struct client::impl {
         }
         // Each connection attempt gets `connect_timeout`, within what is left of the call's deadline.
         const auto connect_deadline = std::min(deadline, detail::deadline_after(clock::now(), cfg().connect_timeout));
-        co_return co_await detail::http_connection::connect(ep->rest(), ep->tls_for(ep->rest()), connect_deadline,
-                                                            operation);
+        auto conn = co_await detail::http_connection::connect(ep->rest(), ep->tls_for(ep->rest()), connect_deadline,
+                                                              operation);
+        ++counters.connections_opened;
+        if (ep->logs(log_level::debug)) {
+            log_record r;
+            r.level = log_level::debug;
+            r.event = "connect";
+            r.source = "rest";
+            r.operation = operation;
+            const auto host = ep->rest().host_header();
+            r.target = host;
+            ep->log(r);
+        }
+        co_return conn;
     }
 
     void release(std::unique_ptr<detail::http_connection> conn)
@@ -125,18 +138,34 @@ struct client::impl {
         const auto& cfg = self->cfg();
         const auto deadline = detail::deadline_after(clock::now(), cfg.timeout);
         const unsigned max_attempts = std::max(1u, cfg.retry.max_attempts);
+        auto& counters = self->counters;
+        ++counters.calls;
+        // Counts the call as failed unless it returns a reply (errors and cancellation alike).
+        struct call_outcome {
+            client_stats& counters;
+            bool succeeded = false;
+            ~call_outcome() { ++(succeeded ? counters.succeeded : counters.failed); }
+        } outcome{counters};
         for (unsigned attempt = 1;; ++attempt) {
             std::exception_ptr failure;
             attempt_failure what;
+            unsigned status = 0;
+            ++counters.attempts;
+            if (attempt > 1)
+                ++counters.retries;
             try {
                 auto conn = co_await self->acquire(deadline, call.operation);
                 auto req = self->build(call);
+                counters.bytes_sent += req.body().size();
                 auto resp = co_await conn->round_trip(req, deadline, body_limit, call.operation);
+                counters.bytes_received += resp.body().size();
                 if (resp.keep_alive())
                     self->release(std::move(conn));
-                const unsigned status = resp.result_int();
-                if (status < 400)
+                status = resp.result_int();
+                if (status < 400) {
+                    outcome.succeeded = true;
                     co_return resp;
+                }
                 what.code = status_condition(status);
                 what.request_sent = true;
                 what.server_delay = parse_retry_after(resp[http::field::retry_after]);
@@ -146,14 +175,79 @@ struct client::impl {
                 what.request_sent = e.stage() != detail::failure_stage::connect;
                 failure = std::current_exception();
             }
+            self->count_failure(status, what.code);
             const auto now = clock::now();
             const auto next = decide_retry(cfg.retry.backoff, max_attempts, what, call.idempotent, attempt, now,
                                            deadline, self->jitter.sample());
+            self->log_failure(call, attempt, status, what, next, now, failure);
             if (!next.retry)
                 std::rethrow_exception(failure);
             asio::steady_timer timer(self->executor, next.at);
             co_await timer.async_wait(asio::use_awaitable);
         }
+    }
+
+    /// One failed attempt in client_stats, by outcome.
+    void count_failure(unsigned status, const boost::system::error_code& code) noexcept
+    {
+        if (status == 429)
+            ++counters.rate_limited;
+        else if (status >= 500 && status < 600)
+            ++counters.server_errors;
+        else if (code == errc::timeout)
+            ++counters.timeouts;
+        else if (status != 0)
+            ++counters.http_errors;
+        else if (code == errc::connection_failed)
+            ++counters.connection_failures;
+        else if (code == errc::connection_lost)
+            ++counters.connections_lost;
+    }
+
+    /// The records of a failed attempt: `rate_limited` (debug) for a 429, then `retry`
+    /// (warning) when it is retried, or `give_up` (error) when a transient failure ends
+    /// the call. A final status (401, 404...) is the caller's to report: no record.
+    void log_failure(const detail::rest_call& call, unsigned attempt, unsigned status, const attempt_failure& what,
+                     const retry_decision& next, clock::time_point now, const std::exception_ptr& failure) const
+    {
+        if (!ep->logs(log_level::error))
+            return; // off (nothing is enabled when error is not): no record is built
+        log_record r;
+        r.source = "rest";
+        r.operation = call.operation;
+        r.http_status = status;
+        r.code = what.code;
+        r.attempt = attempt;
+        if (status == 429 && ep->logs(log_level::debug)) { // the server's hint, before clamping
+            r.level = log_level::debug;
+            r.event = "rate_limited";
+            r.server_delay = what.server_delay;
+            ep->log(r);
+            r.server_delay.reset();
+        }
+        if (next.retry) {
+            r.level = log_level::warning;
+            r.event = "retry";
+        } else if (is_retryable(what.code)) {
+            r.level = log_level::error;
+            r.event = "give_up";
+        } else {
+            return;
+        }
+        if (!ep->logs(r.level))
+            return;
+        if (next.retry)
+            r.delay = std::chrono::ceil<std::chrono::milliseconds>(std::max(next.at - now, clock::duration::zero()));
+        else
+            r.code = next.code;
+        std::string reason;
+        try {
+            std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+            reason = e.what(); // already free of the key; the endpoint scrubs it again
+        }
+        r.reason = reason;
+        ep->log(r);
     }
 
     static asio::awaitable<json::value> call_json(std::shared_ptr<impl> self, const detail::rest_call& call)
@@ -176,6 +270,7 @@ client& client::operator=(client&&) noexcept = default;
 
 const config& client::configuration() const { return checked("client.configuration").cfg(); }
 asio::any_io_executor client::get_executor() const { return checked("client.get_executor").executor; }
+client_stats client::stats() const noexcept { return impl_ ? impl_->counters : client_stats{}; }
 
 namespace {
 

@@ -88,4 +88,24 @@ origin endpoint::session_origin(std::string_view url, std::string_view operation
     return o;
 }
 
+void endpoint::log(const log_record& r) const
+{
+    if (!logs(r.level))
+        return;
+    const std::string operation = secrets_.scrubbed(r.operation);
+    const std::string target = secrets_.scrubbed(r.target);
+    const std::string last_event_id = secrets_.scrubbed(r.last_event_id);
+    const std::string reason = secrets_.scrubbed(r.reason);
+    log_record out = r;
+    out.operation = operation;
+    out.target = target;
+    out.last_event_id = last_event_id;
+    out.reason = reason;
+    // Rendered from the scrubbed texts, and scrubbed once more: a key could only appear
+    // across two of them, but the check is cheap and this is the last line of defence.
+    const std::string message = secrets_.scrubbed(format(out));
+    out.message = message;
+    cfg_.log.write(out);
+}
+
 } // namespace lens::detail

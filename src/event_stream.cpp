@@ -23,6 +23,7 @@
 #include "detail/stream_fsm.hpp"
 
 #include <lens/error.hpp>
+#include <lens/logger.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -227,6 +228,10 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
     {
         switch (fsm.on_timer(now())) {
         case timer_step::drop_connection:
+            log(log_level::warning, "dead_peer", [&](log_record& r) {
+                r.code = errc::timeout;
+                r.reason = "no bytes within idle_timeout: the connection is dropped";
+            });
             drop_socket(); // the pending read fails; the reader reports the end
             break;
         case timer_step::wake_reader:
@@ -236,6 +241,72 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
             break;
         }
         sync_timer();
+    }
+
+    // ---- the logging hook (config::log, through the endpoint's redactor) ------------
+
+    /// A record of this stream, filled by `fill`; nothing is built when `level` is off.
+    template <class Fill>
+    void log(log_level level, std::string_view event, Fill fill) const
+    {
+        if (!ep->logs(level))
+            return;
+        log_record r;
+        r.level = level;
+        r.event = event;
+        r.source = "events";
+        r.target = session_id;
+        fill(r);
+        ep->log(r);
+    }
+
+    /// A reconnection the FSM decided (and a `rate_limited` record for a 429).
+    void log_reconnect()
+    {
+        auto note = fsm.take_reconnect_note();
+        if (!note)
+            return;
+        if (note->http_status == 429)
+            log(log_level::debug, "rate_limited", [&](log_record& r) {
+                r.code = note->code;
+                r.http_status = note->http_status;
+                r.attempt = note->attempt;
+                r.server_delay = note->server_delay;
+            });
+        log(log_level::warning, "reconnect", [&](log_record& r) {
+            r.code = note->code;
+            r.http_status = note->http_status;
+            r.attempt = note->attempt;
+            r.delay = note->delay;
+            r.server_delay = note->server_delay;
+            r.last_event_id = fsm.last_event_id(); // what the next attempt sends
+            r.reason = note->reason;
+        });
+    }
+
+    /// A reply was accepted: `connect`, or `stream_resume` when it carried Last-Event-ID.
+    void log_accepted()
+    {
+        const auto& id = fsm.last_event_id(); // the id this request sent
+        if (id.empty())
+            log(log_level::info, "connect", [&](log_record&) {});
+        else
+            log(log_level::info, "stream_resume", [&](log_record& r) { r.last_event_id = id; });
+    }
+
+    /// The reader is done: the stream ended, was closed or failed.
+    void log_stopped()
+    {
+        if (const auto* f = fsm.failure())
+            log(log_level::error, "disconnect", [&](log_record& r) {
+                r.code = f->code;
+                r.http_status = f->http_status;
+                r.reason = f->detail;
+            });
+        else
+            log(log_level::info, "disconnect", [&](log_record& r) {
+                r.reason = fsm.ended() ? "sse.stream.end received" : "closed";
+            });
     }
 
     // ---- the reader -------------------------------------------------------------
@@ -252,6 +323,7 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
         self->connecting = false;
         self->release_connection();
         self->stop_timer();
+        self->log_stopped();
         self->consumer_wake.notify();
     }
 
@@ -260,6 +332,7 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
         read_buffer.resize(read_buffer_size);
         step next = fsm.start(now());
         for (;;) {
+            log_reconnect(); // the step just taken may have scheduled one
             sync_timer();
             consumer_wake.notify(); // events, a connection or the end: the consumer re-checks
             switch (next) {
@@ -328,7 +401,10 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
             co_return fsm.refused(status, head[http::field::retry_after], body, now());
         }
         conn->tcp().expires_never(); // the idle watchdog takes over from the head's deadline
-        co_return fsm.accepted(reply->get()[http::field::content_type], now());
+        const step next = fsm.accepted(reply->get()[http::field::content_type], now());
+        if (fsm.current_phase() == detail::stream_fsm::phase::streaming)
+            log_accepted();
+        co_return next;
     }
 
     /// The body of a refusal, for its diagnostics: at most `max_error_body` bytes, before

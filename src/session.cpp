@@ -11,6 +11,7 @@
 
 #include <lens/detail/deadline.hpp>
 #include <lens/detail/reply_matcher.hpp>
+#include <lens/logger.hpp>
 #include <lens/retry.hpp>
 
 #include "detail/channel_fsm.hpp"
@@ -237,6 +238,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     bool driving = false;     ///< inside drive(): events met on the way are seen by its loop
     bool ping_due = false;    ///< the FSM asked the writer for a ping
     bool writing = false;     ///< a write (frame or ping) is in flight on the live connection
+    bool inbox_overflowing = false; ///< an inbox_overflow was logged; the inbox has not been drained since
 
     // While connected, the session runs on completion handlers alone: an idle session
     // holds one pending read and one timer wait, no coroutine frames. `generation`
@@ -283,6 +285,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 break;
             case channel_fsm::action::drop_dead_peer:
                 ++counters.dead_peer_disconnects;
+                log(log_level::warning, "dead_peer", [&](log_record& r) {
+                    r.code = fsm.last_failure_code();
+                    r.reason = fsm.last_failure();
+                });
+                log_reconnect(now, 0, std::nullopt);
                 close_live();
                 requeue_after_loss(fsm.last_failure());
                 break;
@@ -318,6 +325,50 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         fsm.stop(ec, std::move(detail));
         drive();
+    }
+
+    // ---- the logging hook (config::log, through the endpoint's redactor) ------------
+
+    /// A record of this session, filled by `fill`; nothing is built when `level` is off.
+    template <class Fill>
+    void log(log_level level, std::string_view event, Fill fill) const
+    {
+        if (!ep->logs(level))
+            return;
+        log_record r;
+        r.level = level;
+        r.event = event;
+        r.source = "session";
+        const std::string target = where.host_header() + where.base_path;
+        r.target = target;
+        fill(r);
+        ep->log(r);
+    }
+
+    /// The FSM counted a failure at `now` (a failed attempt, a lost connection): when it
+    /// decided to try again, a `reconnect` record with the reason and the delay (and a
+    /// `rate_limited` one for a 429). When it stopped instead, teardown logs `disconnect`.
+    void log_reconnect(clock::time_point now, unsigned status, std::optional<std::chrono::milliseconds> server_delay)
+    {
+        if (fsm.current() != channel_fsm::phase::backing_off || !ep->logs(log_level::error))
+            return;
+        if (status == 429)
+            log(log_level::debug, "rate_limited", [&](log_record& r) {
+                r.code = fsm.last_failure_code();
+                r.http_status = status;
+                r.attempt = fsm.failures();
+                r.server_delay = server_delay;
+            });
+        log(log_level::warning, "reconnect", [&](log_record& r) {
+            r.code = fsm.last_failure_code();
+            r.http_status = status;
+            r.attempt = fsm.failures();
+            if (fsm.retry_at() != clock::time_point::max())
+                r.delay = std::chrono::ceil<std::chrono::milliseconds>(
+                    std::max(fsm.retry_at() - now, clock::duration::zero()));
+            r.server_delay = server_delay;
+            r.reason = fsm.last_failure();
+        });
     }
 
     // ---- completing requests ----------------------------------------------
@@ -415,6 +466,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         const std::size_t max_bytes = opts.inbox_max_bytes;
         if (bytes > max_bytes) { // could only be kept by breaking the bound
             ++counters.inbox_dropped;
+            log_inbox_overflow();
             return;
         }
         if (inbox.capacity() == 0)
@@ -424,6 +476,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             counters.inbox_bytes -= inbox.front().bytes;
             inbox.pop_front();
             ++counters.inbox_dropped;
+            log_inbox_overflow();
         }
         inbox.push_back(inbox_entry{std::move(frame), bytes});
         counters.inbox_bytes += bytes;
@@ -435,12 +488,27 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    /// One `inbox_overflow` record per overflow: not again until the inbox has been
+    /// drained empty, so a flood of frames does not become a flood of records.
+    void log_inbox_overflow()
+    {
+        if (inbox_overflowing)
+            return;
+        inbox_overflowing = true;
+        log(log_level::warning, "inbox_overflow", [&](log_record& r) {
+            r.count = counters.inbox_dropped;
+            r.reason = "unsolicited frames dropped, oldest first (inbox_capacity, inbox_max_bytes)";
+        });
+    }
+
     std::optional<json::value> pop_inbox()
     {
         if (inbox.empty())
             return std::nullopt;
         auto e = std::move(inbox.front());
         inbox.pop_front();
+        if (inbox.empty())
+            inbox_overflowing = false;
         counters.inbox_bytes -= e.bytes;
         return std::move(e.frame);
     }
@@ -514,6 +582,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         const auto code = fsm.stop_code();
         const std::string& detail = fsm.stop_detail();
+        const bool asked = code == errc::closed || code == errc::session_gone; // by the user
+        log(asked ? log_level::info : log_level::error, "disconnect", [&](log_record& r) {
+            r.code = code;
+            r.attempt = asked ? 0 : fsm.failures();
+            r.reason = detail;
+        });
         awaiting.drain([&](pending_request& r) {
             if (r.abandoned) retire(r); else fail(r, code, detail);
         });
@@ -558,7 +632,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
         if (gen != generation || !fsm.connected())
             return; // already handled, or stopped
         close_live();
-        fsm.on_connection_lost(clock::now(), ep->secrets().scrubbed(why));
+        const auto now = clock::now();
+        fsm.on_connection_lost(now, ep->secrets().scrubbed(why));
+        log_reconnect(now, 0, std::nullopt);
         requeue_after_loss(fsm.last_failure());
         drive();
     }
@@ -590,6 +666,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         boost::system::error_code code;
         std::string detail;
         std::optional<std::chrono::milliseconds> retry_after;
+        unsigned status = 0;
         try {
             co_await self->connect(deadline);
             self->attempt_ended(cancel);
@@ -598,6 +675,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             code = e.code();
             detail = e.what();
             retry_after = e.retry_after;
+            status = e.http_status();
         } catch (const lens::error& e) {
             code = e.code();
             detail = e.what();
@@ -606,7 +684,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             detail = std::string("session.connect: ") + e.what();
         }
         self->attempt_ended(cancel);
-        self->attempt_failed(code, std::move(detail), retry_after);
+        self->attempt_failed(code, std::move(detail), retry_after, status);
     }
 
     void attempt_ended(const std::shared_ptr<asio::cancellation_signal>& cancel) noexcept
@@ -616,7 +694,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
 
     void attempt_failed(boost::system::error_code code, std::string detail,
-                        std::optional<std::chrono::milliseconds> retry_after)
+                        std::optional<std::chrono::milliseconds> retry_after, unsigned status)
     {
         live_socket = nullptr;
         if (fsm.current() != channel_fsm::phase::connecting)
@@ -624,7 +702,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
         ++counters.connect_failures;
         if (code.category() != error_category())
             code = errc::connection_failed; // a raw transport code (a cancelled operation...)
-        fsm.on_connect_failed(clock::now(), code, ep->secrets().scrubbed(detail), retry_after);
+        const auto now = clock::now();
+        fsm.on_connect_failed(now, code, ep->secrets().scrubbed(detail), retry_after);
+        log_reconnect(now, status, retry_after);
         drive();
     }
 
@@ -722,6 +802,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
             return;
         }
         ++counters.connects;
+        log(log_level::info, "connect", [&](log_record& r) {
+            if (counters.connects > 1)
+                r.reason = "reconnected";
+        });
         const auto gen = ++generation;
         writing = false;
         ping_due = false;

@@ -95,6 +95,7 @@ stream_fsm::stream_fsm(const event_stream_options& opts, const config& cfg, reda
     , jitter_(opts.reconnect, std::move(random))
     , parser_(opts.limits)
     , delivered_id_(opts.last_event_id)
+    , notes_(cfg.log.enabled(log_level::error)) // any level on
 {
     parser_.set_last_event_id(opts.last_event_id);
 }
@@ -203,6 +204,16 @@ stream_fsm::step stream_fsm::retry_or_fail(boost::system::error_code code,
         ++stats_.retried_statuses;
     phase_ = phase::waiting;
     retry_at_ = decision.at;
+    if (notes_) {
+        reconnect_note n;
+        n.code = code;
+        n.reason = secrets_.scrubbed(lens::error(code, "events", std::move(detail), status, std::move(said)).what());
+        n.http_status = status;
+        n.server_delay = failure.server_delay;
+        n.delay = std::chrono::ceil<std::chrono::milliseconds>(std::max(decision.at - now, clock::duration::zero()));
+        n.attempt = attempts_in_run_;
+        note_ = std::move(n);
+    }
     return step::wait;
 }
 

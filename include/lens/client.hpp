@@ -29,6 +29,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -46,6 +47,26 @@ class event_stream;
 struct event_stream_options;
 namespace detail { class endpoint; }
 
+/// The REST counters of a client and its copies (`client::stats()`): every call and
+/// every attempt, by outcome. The one place they live; sessions and event streams
+/// keep their own (`session_stats`, `event_stream_stats`). Plain increments, always on.
+struct client_stats {
+    std::size_t calls = 0;               ///< REST calls started
+    std::size_t succeeded = 0;           ///< calls that got their reply
+    std::size_t failed = 0;              ///< calls that ended with an error or were cancelled
+    std::size_t attempts = 0;            ///< requests tried, first attempts and retries
+    std::size_t retries = 0;             ///< attempts after the first
+    std::size_t rate_limited = 0;        ///< attempts answered 429
+    std::size_t server_errors = 0;       ///< attempts answered 5xx
+    std::size_t http_errors = 0;         ///< attempts answered another error status (401, 404, 400...)
+    std::size_t timeouts = 0;            ///< attempts that ran out of time, and 408 answers
+    std::size_t connection_failures = 0; ///< attempts that could not connect (nothing sent)
+    std::size_t connections_lost = 0;    ///< attempts whose connection dropped after the request was sent
+    std::size_t connections_opened = 0;  ///< new connections (the other attempts reused a kept-alive one)
+    std::uint64_t bytes_sent = 0;        ///< request body bytes
+    std::uint64_t bytes_received = 0;    ///< reply body bytes
+};
+
 class client {
 public:
     client(boost::asio::any_io_executor executor, config cfg);
@@ -58,6 +79,8 @@ public:
     /// Both throw errc::closed on a moved-from client.
     const config& configuration() const;
     boost::asio::any_io_executor get_executor() const;
+    /// The REST counters of this client and its copies; empty on a moved-from client.
+    client_stats stats() const noexcept;
 
     // ---- sessions and streams that share this client's endpoint ------------
     // Opened from the client, they use its TLS context (trust store loaded once), its

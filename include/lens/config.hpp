@@ -2,6 +2,7 @@
 #pragma once
 
 #include <lens/backoff.hpp>
+#include <lens/logger.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -54,6 +55,9 @@ struct config {
     std::size_t max_idle_connections = 8;
     /// Sent as `User-Agent` with every request and upgrade.
     std::string user_agent = "lens-cpp/0.1 (+https://github.com/archetypeai)";
+    /// The logging hook of the client and of every session and event stream made from
+    /// this configuration (see lens/logger.hpp). Off by default; free when off.
+    logger log;
 
     /// Defaults overridden by `ARCHETYPE_API_ENDPOINT` and `ARCHETYPE_API_KEY` when set.
     static config from_environment();

@@ -144,6 +144,12 @@ public:
     const std::string& stop_detail() const noexcept { return stop_detail_; }
     /// Why the last attempt failed or the last connection was lost.
     const std::string& last_failure() const noexcept { return last_failure_; }
+    /// Its code (errc::connection_lost for a lost connection, dead peers included).
+    const boost::system::error_code& last_failure_code() const noexcept { return last_failure_code_; }
+    /// When the next attempt is due, while `backing_off` (time_point::max(): never, the
+    /// settings asked for it). With `last_failure()` it is what the driver logs as a
+    /// reconnect: the delay is `retry_at() - now` at the failure.
+    time_point retry_at() const noexcept { return retry_at_; }
     const channel_timing& timing() const noexcept { return timing_; }
 
 private:
@@ -173,6 +179,7 @@ private:
     boost::system::error_code stop_code_;
     std::string stop_detail_;
     std::string last_failure_;
+    boost::system::error_code last_failure_code_;
 };
 
 } // namespace lens::detail

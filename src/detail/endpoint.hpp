@@ -11,13 +11,16 @@
 //   endpoint's host, with wss when REST is https, or on a host the user listed in
 //   `config::session_hosts`; anything else is errc::invalid_argument and the key
 //   is never sent;
-// - byte limits of replies.
+// - byte limits of replies;
+// - the logging hook (`config::log`): every record goes out through `log()`, which
+//   scrubs each of its texts of the key first.
 #pragma once
 
 #include "detail/origin.hpp"
 #include "detail/redactor.hpp"
 
 #include <lens/config.hpp>
+#include <lens/logger.hpp>
 
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http/fields.hpp>
@@ -66,6 +69,13 @@ public:
     /// The origin of a session's control channel at `url`, checked against the session
     /// endpoint rule. Throws errc::invalid_argument naming `operation`.
     origin session_origin(std::string_view url, std::string_view operation) const;
+
+    /// True when a record of `level` reaches the configured logger: the one comparison
+    /// made before any record is built.
+    bool logs(log_level level) const noexcept { return cfg_.log.enabled(level); }
+    /// Hands `r` to the logger: every text of it (operation, target, event id, reason)
+    /// scrubbed of the key, its `message` rendered from them (and scrubbed too).
+    void log(const log_record& r) const;
 
 private:
     config cfg_;

@@ -41,9 +41,22 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace lens::detail {
+
+/// A reconnection the FSM decided: what the driver logs as `reconnect`. Recorded only
+/// when the configuration's logger is on (`config::log`).
+struct reconnect_note {
+    boost::system::error_code code;      ///< why the attempt or connection failed
+    std::string reason;                  ///< the whole failure as text, free of the API key
+    unsigned http_status = 0;            ///< a refusal's status
+    /// The server's hint as received (the longer of `retry:` and `Retry-After`), before clamping.
+    std::optional<std::chrono::milliseconds> server_delay;
+    std::chrono::milliseconds delay{0};  ///< until the next attempt, as decided (hint clamped)
+    unsigned attempt = 0;                ///< attempts in a row without a stable connection
+};
 
 /// A final failure of the stream, with what the error message needs.
 struct stream_failure {
@@ -142,6 +155,8 @@ public:
     const std::string& delivered_id() const noexcept { return delivered_id_; }
     /// Counters; `queued` is current.
     event_stream_stats statistics() const noexcept;
+    /// The reconnection decided since the last call, once (none when the logger is off).
+    std::optional<reconnect_note> take_reconnect_note() noexcept { return std::exchange(note_, std::nullopt); }
 
 private:
     struct queued_event {
@@ -202,6 +217,8 @@ private:
     std::size_t queued_bytes_ = 0;
     std::string delivered_id_;
     event_stream_stats stats_;
+    bool notes_ = false; ///< the logger is on: keep a reconnect_note for the driver
+    std::optional<reconnect_note> note_;
 };
 
 } // namespace lens::detail

@@ -132,6 +132,9 @@ TEST_SUITE("channel fsm")
         CHECK(f.current() == channel_fsm::phase::backing_off);
         CHECK(f.last_failure().find("dead peer") != std::string::npos);
         CHECK(wakeup(f, t0 + 20s) == t0 + 20s + 100ms);
+        // What the driver logs as dead_peer and reconnect.
+        CHECK(f.last_failure_code() == errc::connection_lost);
+        CHECK(f.retry_at() == t0 + 20s + 100ms);
     }
 
     TEST_CASE("channel fsm: anything received, a pong included, postpones the drop")
@@ -307,6 +310,23 @@ TEST_SUITE("channel fsm")
         REQUIRE(f.resume(t0 + 1s + 400ms).kind == act::connect);
         f.on_connect_failed(t0 + 1s + 400ms, lens::status_condition(503), "upgrade refused", ms::max());
         CHECK(wakeup(f, t0 + 1s + 400ms) == t0 + 1s + 400ms + 60s);
+    }
+
+    TEST_CASE("channel fsm: the reconnect it decided is reported - reason, code and when, for the driver's log")
+    {
+        auto f = connected_at(timing(), t0);
+        f.on_connection_lost(t0 + 1s, "closed by the server (code 1008: bye)");
+        CHECK(f.current() == channel_fsm::phase::backing_off);
+        CHECK(f.last_failure() == "closed by the server (code 1008: bye)");
+        CHECK(f.last_failure_code() == errc::connection_lost);
+        CHECK(f.failures() == 1);
+        CHECK(f.retry_at() == t0 + 1s + 100ms);
+        REQUIRE(f.resume(t0 + 1s + 100ms).kind == act::connect);
+        // A refused upgrade with a longer Retry-After: the clamped delay is what counts.
+        f.on_connect_failed(t0 + 1s + 100ms, lens::status_condition(429), "upgrade refused", 100s);
+        CHECK(f.last_failure_code() == errc::rate_limited);
+        CHECK(f.failures() == 2);
+        CHECK(f.retry_at() == t0 + 1s + 100ms + 60s);
     }
 
     TEST_CASE("channel fsm: a sent destroy stops reconnecting")

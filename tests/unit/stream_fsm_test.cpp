@@ -204,6 +204,42 @@ TEST_CASE("stream_fsm: Retry-After is clamped to max_server_delay and honoured w
     CHECK(f.statistics().retried_statuses == 3);
 }
 
+TEST_CASE("stream_fsm: a reconnection is noted for the driver's log only when the logger is on")
+{
+    // Off (the default): nothing is kept.
+    auto off = make();
+    connect_at(off, at(0s));
+    REQUIRE(off.connection_ended({}, "cut", at(1ms)) == step::wait);
+    CHECK_FALSE(off.take_reconnect_note());
+
+    auto cfg = settings();
+    cfg.log = lens::logger([](const lens::log_record&) {}, lens::log_level::warning);
+    auto f = make(options(), cfg);
+    connect_at(f, at(0s));
+    REQUIRE(f.received("retry: 99999999\n" + event("7"), at(1ms)) == step::read);
+    REQUIRE(f.connection_ended(lens::errc::connection_lost, "the stream broke: " + secret, at(2ms)) == step::wait);
+    auto note = f.take_reconnect_note();
+    REQUIRE(note);
+    CHECK(note->code == lens::errc::connection_lost);
+    CHECK(note->attempt == 1);
+    CHECK(note->delay == 60s);                   // the hint, clamped
+    CHECK(note->server_delay == ms(99999999));   // the hint, as received
+    CHECK(note->reason.find("the stream broke: [redacted]") != std::string::npos);
+    CHECK(note->reason.find(secret) == std::string::npos);
+    CHECK(f.last_event_id() == "7");             // what the next attempt sends
+    CHECK_FALSE(f.take_reconnect_note());        // reported once
+
+    // A refusal: its status and Retry-After.
+    REQUIRE(f.resume(at(2ms) + 60s) == step::connect);
+    REQUIRE(f.refused(429, "90", R"({"detail":"slow down"})", at(3ms) + 60s) == step::wait);
+    note = f.take_reconnect_note();
+    REQUIRE(note);
+    CHECK(note->http_status == 429);
+    CHECK(note->code == lens::errc::rate_limited);
+    CHECK(note->server_delay == ms(99999999)); // the longer of retry: and Retry-After
+    CHECK(note->attempt == 2);
+}
+
 TEST_CASE("stream_fsm: a server that sends one event and closes meets a growing schedule - no storm")
 {
     // Before: every new event id reset the schedule, so this server got a connection
