@@ -48,9 +48,9 @@ bool on_system_context(const boost::asio::any_io_executor& ex) noexcept
 
 std::exception_ptr no_handler_executor(const char* operation)
 {
-    return std::make_exception_ptr(lens::error(
-        errc::invalid_argument, operation,
-        "the completion handler has no associated executor to run on (use boost::asio::bind_executor)"));
+    return std::make_exception_ptr(
+        lens::error(errc::invalid_argument, operation,
+                    "the completion handler has no associated executor to run on (use boost::asio::bind_executor)"));
 }
 
 } // namespace detail

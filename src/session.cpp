@@ -1115,7 +1115,10 @@ task<session> session::open_copied(const config& cfg, const std::string& endpoin
     return open(std::make_shared<const detail::endpoint>(cfg), endpoint, opts);
 }
 
-asio::any_io_executor session::token_executor() const noexcept { return impl_ ? impl_->ex : asio::any_io_executor(); }
+asio::any_io_executor session::token_executor() const noexcept
+{
+    return impl_ ? impl_->ex : asio::any_io_executor();
+}
 
 void session::close() noexcept
 {
@@ -1123,26 +1126,35 @@ void session::close() noexcept
         impl_->shutdown(errc::closed, "session closed");
 }
 
-task<json::value> session::call_task(std::string type, json::value event_data, call_options o)
+task<json::value> session::call_task(std::string&& type, json::value&& event_data, call_options o)
 {
     return send_request(impl_, std::move(type), std::move(event_data), o);
 }
 
-task<session_record> session::status_task(call_options o) { return ops::status(impl_, o); }
+task<session_record> session::status_task(call_options o)
+{
+    return ops::status(impl_, o);
+}
 
-task<validation> session::validate_task(call_options o) { return ops::validate(impl_, o); }
+task<validation> session::validate_task(call_options o)
+{
+    return ops::validate(impl_, o);
+}
 
 task<read_result> session::read_task(call_options o)
 {
     return ops::read(impl_, impl_ ? impl_->client_id : std::string(), o);
 }
 
-task<read_result> session::read_task(std::string client_id, call_options o)
+task<read_result> session::read_task(std::string&& client_id, call_options o)
 {
     return ops::read(impl_, std::move(client_id), o);
 }
 
-task<json::value> session::destroy_task(call_options o) { return ops::destroy(impl_, o); }
+task<json::value> session::destroy_task(call_options o)
+{
+    return ops::destroy(impl_, o);
+}
 
 task<json::value> session::set_input_stream_task(const input_stream& s, call_options o)
 {
@@ -1156,7 +1168,7 @@ task<json::value> session::query_task(const query_request& q, call_options o)
     return ops::query(impl_, serialize_request("model.query", q.to_event_data()), o);
 }
 
-task<json::value> session::update_task(json::value data, call_options o)
+task<json::value> session::update_task(json::value&& data, call_options o)
 {
     json::object envelope;
     envelope["type"] = "data.json";
@@ -1164,7 +1176,10 @@ task<json::value> session::update_task(json::value data, call_options o)
     return send_request(impl_, "session.update", std::move(envelope), o);
 }
 
-task<void> session::heartbeat_task(call_options o) { return ops::heartbeat(impl_, o); }
+task<void> session::heartbeat_task(call_options o)
+{
+    return ops::heartbeat(impl_, o);
+}
 
 std::optional<json::value> session::try_receive()
 {

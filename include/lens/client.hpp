@@ -144,13 +144,15 @@ public:
     template <completion_token_for<lens_record> Token = default_token>
     auto register_lens(std::string lens_name, boost::json::object lens_config, Token&& token = {})
     {
-        return run<lens_record>(std::forward<Token>(token), [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
+        return run<lens_record>(std::forward<Token>(token),
+                                [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<lens_record> Token = default_token>
     auto register_lens(std::string lens_name, boost::json::object lens_config, diagnostics& diag, Token&& token = {})
     {
-        return run<lens_record>(std::forward<Token>(token), diag, [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
+        return run<lens_record>(std::forward<Token>(token), diag,
+                                [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
     }
     /// POST lens/clone: a copy of `lens_id`.
     template <completion_token_for<lens_record> Token = default_token>
@@ -168,13 +170,15 @@ public:
     template <completion_token_for<lens_record> Token = default_token>
     auto modify_lens(std::string lens_id, boost::json::object fields, Token&& token = {})
     {
-        return run<lens_record>(std::forward<Token>(token), [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
+        return run<lens_record>(std::forward<Token>(token),
+                                [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<lens_record> Token = default_token>
     auto modify_lens(std::string lens_id, boost::json::object fields, diagnostics& diag, Token&& token = {})
     {
-        return run<lens_record>(std::forward<Token>(token), diag, [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
+        return run<lens_record>(std::forward<Token>(token), diag,
+                                [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
     }
     /// POST lens/delete.
     template <completion_token_for<void> Token = default_token>
@@ -223,7 +227,8 @@ public:
     template <completion_token_for<session_record> Token = default_token>
     auto get_session(std::string session_id, diagnostics& diag, Token&& token = {})
     {
-        return run<session_record>(std::forward<Token>(token), diag, [&] { return get_session_task(std::move(session_id)); });
+        return run<session_record>(std::forward<Token>(token), diag,
+                                   [&] { return get_session_task(std::move(session_id)); });
     }
     /// POST lens/sessions/create: a new session of `lens_id`.
     template <completion_token_for<session_record> Token = default_token>
@@ -235,31 +240,39 @@ public:
     template <completion_token_for<session_record> Token = default_token>
     auto create_session(std::string lens_id, diagnostics& diag, Token&& token = {})
     {
-        return run<session_record>(std::forward<Token>(token), diag, [&] { return create_session_task(std::move(lens_id)); });
+        return run<session_record>(std::forward<Token>(token), diag,
+                                   [&] { return create_session_task(std::move(lens_id)); });
     }
     /// POST lens/sessions/destroy (idempotent: retried like a read).
     template <completion_token_for<session_record> Token = default_token>
     auto destroy_session(std::string session_id, Token&& token = {})
     {
-        return run<session_record>(std::forward<Token>(token), [&] { return destroy_session_task(std::move(session_id)); });
+        return run<session_record>(std::forward<Token>(token),
+                                   [&] { return destroy_session_task(std::move(session_id)); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<session_record> Token = default_token>
     auto destroy_session(std::string session_id, diagnostics& diag, Token&& token = {})
     {
-        return run<session_record>(std::forward<Token>(token), diag, [&] { return destroy_session_task(std::move(session_id)); });
+        return run<session_record>(std::forward<Token>(token), diag,
+                                   [&] { return destroy_session_task(std::move(session_id)); });
     }
     /// POST lens/sessions/events/process: the reply the WebSocket would give, raw (scrubbed).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto process_event(std::string session_id, std::string type, boost::json::value event_data, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), [&] { return process_event_task(std::move(session_id), std::move(type), std::move(event_data)); });
+        return run<boost::json::value>(std::forward<Token>(token), [&] {
+            return process_event_task(std::move(session_id), std::move(type), std::move(event_data));
+        });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
-    auto process_event(std::string session_id, std::string type, boost::json::value event_data, diagnostics& diag, Token&& token = {})
+    auto process_event(std::string session_id, std::string type, boost::json::value event_data, diagnostics& diag,
+                       Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return process_event_task(std::move(session_id), std::move(type), std::move(event_data)); });
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] {
+            return process_event_task(std::move(session_id), std::move(type), std::move(event_data));
+        });
     }
     // ---- files -------------------------------------------------------------
     /// Multipart upload of a local file. The content type comes from the extension
@@ -279,25 +292,29 @@ public:
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file(std::string file_name, std::string contents, Token&& token = {})
     {
-        return run<file_record>(std::forward<Token>(token), [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
+        return run<file_record>(std::forward<Token>(token),
+                                [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file(std::string file_name, std::string contents, diagnostics& diag, Token&& token = {})
     {
-        return run<file_record>(std::forward<Token>(token), diag, [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
+        return run<file_record>(std::forward<Token>(token), diag,
+                                [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
     }
     /// POST files/base64: the same multipart with the content base64-encoded.
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file_base64(std::string file_name, std::string contents, Token&& token = {})
     {
-        return run<file_record>(std::forward<Token>(token), [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
+        return run<file_record>(std::forward<Token>(token),
+                                [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file_base64(std::string file_name, std::string contents, diagnostics& diag, Token&& token = {})
     {
-        return run<file_record>(std::forward<Token>(token), diag, [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
+        return run<file_record>(std::forward<Token>(token), diag,
+                                [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
     }
     /// GET files/info: the service description, raw.
     template <completion_token_for<boost::json::value> Token = default_token>
@@ -345,7 +362,8 @@ public:
     template <completion_token_for<std::string> Token = default_token>
     auto download_file(std::string file_id, diagnostics& diag, Token&& token = {})
     {
-        return run<std::string>(std::forward<Token>(token), diag, [&] { return download_file_task(std::move(file_id)); });
+        return run<std::string>(std::forward<Token>(token), diag,
+                                [&] { return download_file_task(std::move(file_id)); });
     }
     /// DELETE files/delete/{id}.
     template <completion_token_for<void> Token = default_token>
@@ -368,39 +386,40 @@ private:
     task<session> open_session_task(const session_record& record) const;
     task<boost::json::value> lens_info_task();
     task<std::vector<lens_record>> list_lenses_task();
-    task<lens_record> get_lens_task(std::string lens_id);
-    task<lens_record> register_lens_task(std::string lens_name, boost::json::object lens_config);
-    task<lens_record> clone_lens_task(std::string lens_id);
-    task<lens_record> modify_lens_task(std::string lens_id, boost::json::object fields);
-    task<void> delete_lens_task(std::string lens_id);
+    task<lens_record> get_lens_task(std::string&& lens_id);
+    task<lens_record> register_lens_task(std::string&& lens_name, boost::json::object&& lens_config);
+    task<lens_record> clone_lens_task(std::string&& lens_id);
+    task<lens_record> modify_lens_task(std::string&& lens_id, boost::json::object&& fields);
+    task<void> delete_lens_task(std::string&& lens_id);
     task<boost::json::value> sessions_info_task();
     task<std::vector<session_record>> list_sessions_task();
-    task<session_record> get_session_task(std::string session_id);
-    task<session_record> create_session_task(std::string lens_id);
-    task<session_record> destroy_session_task(std::string session_id);
-    task<boost::json::value> process_event_task(std::string session_id, std::string type, boost::json::value event_data);
-    task<file_record> upload_file_task(std::filesystem::path path);
-    task<file_record> upload_file_task(std::string file_name, std::string contents);
-    task<file_record> upload_file_base64_task(std::string file_name, std::string contents);
+    task<session_record> get_session_task(std::string&& session_id);
+    task<session_record> create_session_task(std::string&& lens_id);
+    task<session_record> destroy_session_task(std::string&& session_id);
+    task<boost::json::value> process_event_task(std::string&& session_id, std::string&& type,
+                                                boost::json::value&& event_data);
+    task<file_record> upload_file_task(std::filesystem::path&& path);
+    task<file_record> upload_file_task(std::string&& file_name, std::string&& contents);
+    task<file_record> upload_file_base64_task(std::string&& file_name, std::string&& contents);
     task<boost::json::value> files_info_task();
     task<std::vector<file_record>> list_files_task();
-    task<file_record> get_file_task(std::string file_id);
-    task<std::string> download_file_task(std::string file_id);
-    task<void> delete_file_task(std::string file_id);
+    task<file_record> get_file_task(std::string&& file_id);
+    task<std::string> download_file_task(std::string&& file_id);
+    task<void> delete_file_task(std::string&& file_id);
 
     /// The executor the token path spawns on; empty for a moved-from client.
     boost::asio::any_io_executor token_executor() const noexcept;
     template <class T, class Token, class Make>
     auto run(Token&& token, Make&& make) const
     {
-        return detail::async_run<T>(std::forward<Token>(token), [this] { return token_executor(); },
-                                    std::forward<Make>(make));
+        return detail::async_run<T>(
+            std::forward<Token>(token), [this] { return token_executor(); }, std::forward<Make>(make));
     }
     template <class T, class Token, class Make>
     auto run(Token&& token, diagnostics& diag, Make&& make) const
     {
-        return detail::async_run<T>(std::forward<Token>(token), diag, [this] { return token_executor(); },
-                                    std::forward<Make>(make));
+        return detail::async_run<T>(
+            std::forward<Token>(token), diag, [this] { return token_executor(); }, std::forward<Make>(make));
     }
 
     /// The moved-from check: a clear error naming `operation`, never a null dereference.

@@ -201,8 +201,7 @@ public:
     template <completion_token_for<std::optional<session_event>> Token = default_token>
     auto next(diagnostics& diag, Token&& token = {})
     {
-        return run<std::optional<session_event>>(std::forward<Token>(token), diag,
-                                                 [&] { return next_task(impl_); });
+        return run<std::optional<session_event>>(std::forward<Token>(token), diag, [&] { return next_task(impl_); });
     }
 
     /// Stops reading and closes the connection. Queued events can still be taken;
@@ -229,14 +228,14 @@ private:
     template <class T, class Token, class Make>
     auto run(Token&& token, Make&& make)
     {
-        return detail::async_run<T>(std::forward<Token>(token), [this] { return token_executor(); },
-                                    std::forward<Make>(make));
+        return detail::async_run<T>(
+            std::forward<Token>(token), [this] { return token_executor(); }, std::forward<Make>(make));
     }
     template <class T, class Token, class Make>
     auto run(Token&& token, diagnostics& diag, Make&& make)
     {
-        return detail::async_run<T>(std::forward<Token>(token), diag, [this] { return token_executor(); },
-                                    std::forward<Make>(make));
+        return detail::async_run<T>(
+            std::forward<Token>(token), diag, [this] { return token_executor(); }, std::forward<Make>(make));
     }
 
     std::shared_ptr<impl> impl_;

@@ -89,19 +89,22 @@ public:
     template <completion_token_for<void> Token = default_token>
     auto destroy(Token&& token = {})
     {
-        return detail::async_run<void>(std::forward<Token>(token), [this] { return executor_of(client_); }, [&] {
-            if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
-                return destroy_task();
-            else
-                return destroy_handed_over(hand_over());
-        });
+        return detail::async_run<void>(
+            std::forward<Token>(token), [this] { return executor_of(client_); },
+            [&] {
+                if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
+                    return destroy_task();
+                else
+                    return destroy_handed_over(hand_over());
+            });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto destroy(diagnostics& diag, Token&& token = {})
     {
-        return detail::async_run<void>(std::forward<Token>(token), diag, [this] { return executor_of(client_); },
-                                       [&] { return destroy_handed_over(hand_over()); });
+        return detail::async_run<void>(
+            std::forward<Token>(token), diag, [this] { return executor_of(client_); },
+            [&] { return destroy_handed_over(hand_over()); });
     }
 
     /// Gives up ownership: the session outlives this object.

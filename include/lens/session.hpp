@@ -191,14 +191,16 @@ public:
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
-    static auto open(const config& cfg, const session_record& record, const session_options& opts, diagnostics& diag, Token&& token = {})
+    static auto open(const config& cfg, const session_record& record, const session_options& opts, diagnostics& diag,
+                     Token&& token = {})
     {
         return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
                                           [&] { return open_copied(cfg, record.session_endpoint, opts); });
     }
     /// \overload for a `session_endpoint` URL (ws or wss).
     template <completion_token_for<session> Token = default_token>
-    static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts, Token&& token = {})
+    static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts,
+                     Token&& token = {})
     {
         return detail::async_run<session>(std::forward<Token>(token), handler_executor, [&] {
             if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
@@ -209,7 +211,8 @@ public:
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
-    static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts, diagnostics& diag, Token&& token = {})
+    static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts,
+                     diagnostics& diag, Token&& token = {})
     {
         return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
                                           [&] { return open_copied(cfg, session_endpoint, opts); });
@@ -344,7 +347,8 @@ public:
     template <completion_token_for<read_result> Token = default_token>
     auto read(std::string client_id, Token&& token = {})
     {
-        return run<read_result>(std::forward<Token>(token), [&] { return read_task(std::move(client_id), call_options()); });
+        return run<read_result>(std::forward<Token>(token),
+                                [&] { return read_task(std::move(client_id), call_options()); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<read_result> Token = default_token>
@@ -356,7 +360,8 @@ public:
     template <completion_token_for<read_result> Token = default_token>
     auto read(std::string client_id, diagnostics& diag, Token&& token = {})
     {
-        return run<read_result>(std::forward<Token>(token), diag, [&] { return read_task(std::move(client_id), call_options()); });
+        return run<read_result>(std::forward<Token>(token), diag,
+                                [&] { return read_task(std::move(client_id), call_options()); });
     }
     /// `session.destroy`: the server-side session ends; the channel stops reconnecting.
     template <completion_token_for<boost::json::value> Token = default_token>
@@ -394,7 +399,8 @@ public:
     template <completion_token_for<boost::json::value> Token = default_token>
     auto set_input_stream(const input_stream& s, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), [&] { return set_input_stream_task(s, call_options()); });
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return set_input_stream_task(s, call_options()); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
@@ -406,7 +412,8 @@ public:
     template <completion_token_for<boost::json::value> Token = default_token>
     auto set_input_stream(const input_stream& s, diagnostics& diag, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return set_input_stream_task(s, call_options()); });
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return set_input_stream_task(s, call_options()); });
     }
     /// `model.query`: the reply's `event_data.result`. Encoded before this returns.
     template <completion_token_for<boost::json::value> Token = default_token>
@@ -442,19 +449,22 @@ public:
     template <completion_token_for<boost::json::value> Token = default_token>
     auto update(boost::json::value data, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), [&] { return update_task(std::move(data), call_options()); });
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return update_task(std::move(data), call_options()); });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto update(boost::json::value data, call_options o, diagnostics& diag, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return update_task(std::move(data), o); });
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return update_task(std::move(data), o); });
     }
     /// \overload with the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto update(boost::json::value data, diagnostics& diag, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return update_task(std::move(data), call_options()); });
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return update_task(std::move(data), call_options()); });
     }
     /// `session.heartbeat`.
     template <completion_token_for<void> Token = default_token>
@@ -485,25 +495,31 @@ public:
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, call_options o, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), [&] { return call_task(std::move(type), std::move(event_data), o); });
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return call_task(std::move(type), std::move(event_data), o); });
     }
     /// \overload with the session's defaults (an overload, not a default argument).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), [&] { return call_task(std::move(type), std::move(event_data), call_options()); });
+        return run<boost::json::value>(std::forward<Token>(token), [&] {
+            return call_task(std::move(type), std::move(event_data), call_options());
+        });
     }
     /// \overload filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, call_options o, diagnostics& diag, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return call_task(std::move(type), std::move(event_data), o); });
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return call_task(std::move(type), std::move(event_data), o); });
     }
     /// \overload with the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, diagnostics& diag, Token&& token = {})
     {
-        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return call_task(std::move(type), std::move(event_data), call_options()); });
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] {
+            return call_task(std::move(type), std::move(event_data), call_options());
+        });
     }
     /// \overload without `event_data`, with the session's defaults.
     template <completion_token_for<boost::json::value> Token = default_token>
@@ -554,21 +570,20 @@ private:
 
     // The coroutines behind the operations above (src/session.cpp).
     static task<session> open_task(const config& cfg, const session_record& record, const session_options& opts);
-    static task<session> open_task(const config& cfg, const std::string& session_endpoint,
-                                   const session_options& opts);
+    static task<session> open_task(const config& cfg, const std::string& session_endpoint, const session_options& opts);
     /// open() for the token path: every argument copied before it returns.
     static task<session> open_copied(const config& cfg, const std::string& session_endpoint,
                                      const session_options& opts);
     task<session_record> status_task(call_options o);
     task<validation> validate_task(call_options o);
     task<read_result> read_task(call_options o);
-    task<read_result> read_task(std::string client_id, call_options o);
+    task<read_result> read_task(std::string&& client_id, call_options o);
     task<boost::json::value> destroy_task(call_options o);
     task<boost::json::value> set_input_stream_task(const input_stream& s, call_options o);
     task<boost::json::value> query_task(const query_request& q, call_options o);
-    task<boost::json::value> update_task(boost::json::value data, call_options o);
+    task<boost::json::value> update_task(boost::json::value&& data, call_options o);
     task<void> heartbeat_task(call_options o);
-    task<boost::json::value> call_task(std::string type, boost::json::value event_data, call_options o);
+    task<boost::json::value> call_task(std::string&& type, boost::json::value&& event_data, call_options o);
     task<std::optional<boost::json::value>> receive_task(std::chrono::milliseconds timeout);
 
     /// The empty session a failed open completes with through a token (see
@@ -582,14 +597,14 @@ private:
     template <class T, class Token, class Make>
     auto run(Token&& token, Make&& make)
     {
-        return detail::async_run<T>(std::forward<Token>(token), [this] { return token_executor(); },
-                                    std::forward<Make>(make));
+        return detail::async_run<T>(
+            std::forward<Token>(token), [this] { return token_executor(); }, std::forward<Make>(make));
     }
     template <class T, class Token, class Make>
     auto run(Token&& token, diagnostics& diag, Make&& make)
     {
-        return detail::async_run<T>(std::forward<Token>(token), diag, [this] { return token_executor(); },
-                                    std::forward<Make>(make));
+        return detail::async_run<T>(
+            std::forward<Token>(token), diag, [this] { return token_executor(); }, std::forward<Make>(make));
     }
 
     std::shared_ptr<impl> impl_;

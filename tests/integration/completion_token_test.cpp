@@ -54,12 +54,12 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto tuple_token = asio::as_tuple(asio::use_awaitable);
 
 // The default token is the coroutine itself: nothing added on that path.
-static_assert(std::is_same_v<decltype(std::declval<lens::client&>().list_lenses()),
-                             lens::task<std::vector<lens::lens_record>>>);
+static_assert(
+    std::is_same_v<decltype(std::declval<lens::client&>().list_lenses()), lens::task<std::vector<lens::lens_record>>>);
 static_assert(std::is_same_v<decltype(std::declval<lens::client&>().list_lenses(asio::use_awaitable)),
                              lens::task<std::vector<lens::lens_record>>>);
-static_assert(std::is_same_v<decltype(std::declval<lens::session&>().read(std::string("id"))),
-                             lens::task<lens::read_result>>);
+static_assert(
+    std::is_same_v<decltype(std::declval<lens::session&>().read(std::string("id"))), lens::task<lens::read_result>>);
 static_assert(std::is_same_v<decltype(std::declval<lens::event_stream&>().next()),
                              lens::task<std::optional<lens::session_event>>>);
 // Other arguments are never taken for tokens.
@@ -541,7 +541,7 @@ std::vector<row> other_successes()
              auto [ec] = co_await s.destroy(tuple_token);
              CHECK_FALSE(ec);
              CHECK(w.f.stats().live_sessions == 0);
-             CHECK(s.id().starts_with("lsn-")); // the record stays readable
+             CHECK(s.id().starts_with("lsn-"));              // the record stays readable
              auto [again] = co_await s.destroy(tuple_token); // idempotent
              CHECK_FALSE(again);
          }},
@@ -1096,7 +1096,8 @@ TEST_CASE("completion tokens: use_future from another thread")
             // The operations are started on the client's thread (Asio objects are used from
             // one thread); their futures are waited for here.
             auto listed = asio::post(w.f.ctx, asio::use_future([&] { return w.c.list_lenses(asio::use_future); }));
-            auto unknown = asio::post(w.f.ctx, asio::use_future([&] { return w.c.get_session("lsn-x", asio::use_future); }));
+            auto unknown =
+                asio::post(w.f.ctx, asio::use_future([&] { return w.c.get_session("lsn-x", asio::use_future); }));
             try {
                 lenses = listed.get().get().size();
                 unknown.get().get();
@@ -1153,8 +1154,8 @@ TEST_CASE("completion tokens: per-operation cancellation through the token path"
         co_await stream.connect();
         asio::cancellation_signal stream_signal;
         std::optional<error_code> next_result;
-        stream.next(asio::bind_cancellation_slot(stream_signal.slot(),
-                                                 [&](error_code ec, std::optional<lens::session_event>) { next_result = ec; }));
+        stream.next(asio::bind_cancellation_slot(
+            stream_signal.slot(), [&](error_code ec, std::optional<lens::session_event>) { next_result = ec; }));
         co_await asio::post(ex, asio::use_awaitable);
         stream_signal.emit(asio::cancellation_type::terminal);
         CHECK(co_await eventually([&] { return next_result.has_value(); }));

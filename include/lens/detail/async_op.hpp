@@ -185,8 +185,7 @@ auto initiate(Token&& token, diagnostics* diag, Executor executor, MakeTask&& ma
         t = rethrow_task<T>(std::current_exception());
     }
     return boost::asio::async_initiate<Token, completion_signature_t<T>>(
-        initiate_task<T, Executor, Fallback>(std::move(executor), diag, std::move(fallback)), token,
-        std::move(t));
+        initiate_task<T, Executor, Fallback>(std::move(executor), diag, std::move(fallback)), token, std::move(t));
 }
 
 /// An operation without diagnostics: with the default token, `make()` itself (the
