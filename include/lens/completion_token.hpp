@@ -64,6 +64,7 @@ template <>
 struct completion_signature<void> {
     using type = void(boost::system::error_code);
 };
+/// `completion_signature<T>::type`.
 template <class T>
 using completion_signature_t = typename completion_signature<T>::type;
 

@@ -24,6 +24,9 @@
 
 namespace lens {
 
+/// The operation, HTTP status, server errors and message of the last failure of the
+/// operations it was passed to (empty after a success). Not thread-safe: like the
+/// object whose operation fills it, used from one thread; it must outlive the operation.
 class diagnostics {
 public:
     /// Empty: no failure recorded.
