@@ -30,7 +30,9 @@
 // - Per-operation cancellation follows the completion handler's cancellation slot
 //   (`bind_cancellation_slot`, `awaitable_operators`, `cancel_after` style adapters):
 //   a terminal cancellation completes the operation with `operation_aborted`.
-// - The handler is invoked through its associated executor, like any Asio operation's.
+// - The handler is invoked through its associated executor, like any Asio operation's
+//   (by default, the object's). An operation of a moved-from object (which has no
+//   executor) fails with errc::closed on the handler's associated executor.
 // - The arguments are copied (or encoded) before the initiating function returns,
 //   whatever the token, `deferred` included.
 // - Static operations without an I/O object (`session::open(config, ...)`) run on the

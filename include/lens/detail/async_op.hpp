@@ -3,7 +3,7 @@
 //
 // Each public operation is a short template that names its result type and hands over
 // a callable making the operation's coroutine (a non-template function compiled in
-// src/*.cpp). With the default token that coroutine is returned as it is. With any other
+// src/*.cpp; scoped_session's are in its header). With the default token that coroutine is returned as it is. With any other
 // token the callable is invoked at once (so every argument is copied before the
 // initiating function returns), and the coroutine is co_spawned by the initiation:
 // co_spawn connects the completion handler's cancellation slot to the coroutine, and
@@ -54,9 +54,6 @@ boost::asio::awaitable<T> rethrow_task(std::exception_ptr failure)
 /// constructor is spawned as an optional (one more coroutine frame, for those types only).
 template <class T>
 inline constexpr bool spawned_as_optional = !std::is_void_v<T> && !std::is_default_constructible_v<T>;
-
-template <class T>
-using spawned_t = std::conditional_t<spawned_as_optional<T>, std::optional<T>, T>;
 
 template <class T>
 boost::asio::awaitable<std::optional<T>> optional_of(boost::asio::awaitable<T> t)
