@@ -271,6 +271,10 @@ client& client::operator=(client&&) noexcept = default;
 const config& client::configuration() const { return checked("client.configuration").cfg(); }
 asio::any_io_executor client::get_executor() const { return checked("client.get_executor").executor; }
 client_stats client::stats() const noexcept { return impl_ ? impl_->counters : client_stats{}; }
+asio::any_io_executor client::token_executor() const noexcept
+{
+    return impl_ ? impl_->executor : asio::any_io_executor();
+}
 
 namespace {
 
@@ -482,73 +486,73 @@ client::impl& client::checked(const char* operation) const
     return *impl_;
 }
 
-task<json::value> client::lens_info()
+task<json::value> client::lens_info_task()
 {
     return ops::call_json(impl_, rest_call::get("lens/info", "lens/info"));
 }
 
-task<std::vector<lens_record>> client::list_lenses()
+task<std::vector<lens_record>> client::list_lenses_task()
 {
     return ops::list<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata"), "lens/metadata"));
 }
 
-task<lens_record> client::get_lens(std::string lens_id)
+task<lens_record> client::get_lens_task(std::string&& lens_id)
 {
     return ops::find<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata", "lens_id", lens_id),
                                                         "lens/metadata"),
                                   &lens_record::lens_id, lens_id); // copied: argument order is unspecified
 }
 
-task<lens_record> client::register_lens(std::string lens_name, json::object lens_config)
+task<lens_record> client::register_lens_task(std::string&& lens_name, json::object&& lens_config)
 {
     return ops::one<lens_record>(
         impl_, rest_call::post("lens/register", register_body(lens_name, std::move(lens_config)), "lens/register"));
 }
 
-task<lens_record> client::clone_lens(std::string lens_id)
+task<lens_record> client::clone_lens_task(std::string&& lens_id)
 {
     return ops::one<lens_record>(
         impl_, rest_call::post("lens/clone", json_member("lens_id", json::value(lens_id)), "lens/clone"));
 }
 
-task<lens_record> client::modify_lens(std::string lens_id, json::object fields)
+task<lens_record> client::modify_lens_task(std::string&& lens_id, json::object&& fields)
 {
     fields["lens_id"] = lens_id;
     return ops::one<lens_record>(impl_, rest_call::post("lens/modify", json_body(std::move(fields)), "lens/modify"));
 }
 
-task<void> client::delete_lens(std::string lens_id)
+task<void> client::delete_lens_task(std::string&& lens_id)
 {
     auto call = rest_call::post("lens/delete", json_member("lens_id", json::value(lens_id)), "lens/delete");
     call.idempotent = true;
     return ops::discard(impl_, std::move(call));
 }
 
-task<json::value> client::sessions_info()
+task<json::value> client::sessions_info_task()
 {
     return ops::call_json(impl_, rest_call::get("lens/sessions/info", "sessions/info"));
 }
 
-task<std::vector<session_record>> client::list_sessions()
+task<std::vector<session_record>> client::list_sessions_task()
 {
     return ops::list<session_record>(impl_,
                                      rest_call::get(metadata_query("lens/sessions/metadata"), "sessions/metadata"));
 }
 
-task<session_record> client::get_session(std::string session_id)
+task<session_record> client::get_session_task(std::string&& session_id)
 {
     return ops::find<session_record>(
         impl_, rest_call::get(metadata_query("lens/sessions/metadata", "session_id", session_id), "sessions/metadata"),
         &session_record::session_id, session_id); // copied: argument order is unspecified
 }
 
-task<session_record> client::create_session(std::string lens_id)
+task<session_record> client::create_session_task(std::string&& lens_id)
 {
     return ops::one<session_record>(
         impl_, rest_call::post("lens/sessions/create", json_member("lens_id", json::value(lens_id)), "sessions/create"));
 }
 
-task<session_record> client::destroy_session(std::string session_id)
+task<session_record> client::destroy_session_task(std::string&& session_id)
 {
     auto call = rest_call::post("lens/sessions/destroy", json_member("session_id", json::value(session_id)),
                                 "sessions/destroy");
@@ -556,52 +560,52 @@ task<session_record> client::destroy_session(std::string session_id)
     return ops::one<session_record>(impl_, std::move(call));
 }
 
-task<json::value> client::process_event(std::string session_id, std::string type, json::value event_data)
+task<json::value> client::process_event_task(std::string&& session_id, std::string&& type, json::value&& event_data)
 {
     return ops::scrubbed(impl_, rest_call::post("lens/sessions/events/process",
                                                 process_body(session_id, type, std::move(event_data)),
                                                 "sessions/events/process"));
 }
 
-task<file_record> client::upload_file(std::filesystem::path path)
+task<file_record> client::upload_file_task(std::filesystem::path&& path)
 {
     return ops::upload_path(impl_, std::move(path));
 }
 
-task<file_record> client::upload_file(std::string file_name, std::string contents)
+task<file_record> client::upload_file_task(std::string&& file_name, std::string&& contents)
 {
     file_name = file_name_of(file_name);
     return ops::one<file_record>(impl_, multipart_upload("files", "files/upload", file_name, contents));
 }
 
-task<file_record> client::upload_file_base64(std::string file_name, std::string contents)
+task<file_record> client::upload_file_base64_task(std::string&& file_name, std::string&& contents)
 {
     file_name = file_name_of(file_name);
     return ops::one<file_record>(
         impl_, multipart_upload("files/base64", "files/upload-base64", file_name, detail::base64_encode(contents)));
 }
 
-task<json::value> client::files_info()
+task<json::value> client::files_info_task()
 {
     return ops::call_json(impl_, rest_call::get("files/info", "files/info"));
 }
 
-task<std::vector<file_record>> client::list_files()
+task<std::vector<file_record>> client::list_files_task()
 {
     return ops::list<file_record>(impl_, rest_call::get("files/metadata", "files/metadata"));
 }
 
-task<file_record> client::get_file(std::string file_id)
+task<file_record> client::get_file_task(std::string&& file_id)
 {
     return ops::first_file(impl_, rest_call::get("files/metadata/" + detail::encode_segment(file_id), "files/metadata"));
 }
 
-task<std::string> client::download_file(std::string file_id)
+task<std::string> client::download_file_task(std::string&& file_id)
 {
     return ops::download(impl_, rest_call::get("files/download/" + detail::encode_segment(file_id), "files/download"));
 }
 
-task<void> client::delete_file(std::string file_id)
+task<void> client::delete_file_task(std::string&& file_id)
 {
     auto call = rest_call::get("files/delete/" + detail::encode_segment(file_id), "files/delete");
     call.method = http::verb::delete_;
@@ -610,14 +614,14 @@ task<void> client::delete_file(std::string file_id)
 
 // ---- sessions and streams sharing the endpoint ----------------------------------
 
-task<session> client::open_session(const session_record& record, const session_options& opts) const
+task<session> client::open_session_task(const session_record& record, const session_options& opts) const
 {
     return session::open(checked("session.open").ep, record.session_endpoint, opts);
 }
 
-task<session> client::open_session(const session_record& record) const
+task<session> client::open_session_task(const session_record& record) const
 {
-    return open_session(record, session::default_options());
+    return open_session_task(record, session::default_options());
 }
 
 event_stream client::events(std::string session_id, const event_stream_options& opts) const

@@ -529,9 +529,8 @@ void throw_if_cancelled(const asio::cancellation_state& cs)
 
 } // namespace
 
-asio::awaitable<void> event_stream::connect()
+asio::awaitable<void> event_stream::connect_task(std::shared_ptr<impl> self)
 {
-    auto self = impl_;
     if (!self)
         throw lens::error(errc::closed, std::string(operation), "moved-from stream");
     busy_guard busy(self->consumer_busy);
@@ -549,9 +548,8 @@ asio::awaitable<void> event_stream::connect()
     }
 }
 
-asio::awaitable<std::optional<session_event>> event_stream::next()
+asio::awaitable<std::optional<session_event>> event_stream::next_task(std::shared_ptr<impl> self)
 {
-    auto self = impl_;
     if (!self)
         co_return std::nullopt;
     busy_guard busy(self->consumer_busy);
@@ -571,6 +569,11 @@ asio::awaitable<std::optional<session_event>> event_stream::next()
             co_return std::nullopt;
         co_await self->consumer_wake.wait();
     }
+}
+
+asio::any_io_executor event_stream::token_executor() const noexcept
+{
+    return impl_ ? impl_->ex : asio::any_io_executor();
 }
 
 void event_stream::close() noexcept

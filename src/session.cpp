@@ -1165,12 +1165,12 @@ const session_options& session::default_options() noexcept
     return defaults;
 }
 
-task<session> session::open(const config& cfg, const session_record& record, const session_options& opts)
+task<session> session::open_task(const config& cfg, const session_record& record, const session_options& opts)
 {
-    co_return co_await open(cfg, record.session_endpoint, opts);
+    co_return co_await open_task(cfg, record.session_endpoint, opts);
 }
 
-task<session> session::open(const config& cfg, const std::string& endpoint, const session_options& opts)
+task<session> session::open_task(const config& cfg, const std::string& endpoint, const session_options& opts)
 {
     // A private endpoint (and TLS context): client::open_session shares the client's.
     co_return co_await open(std::make_shared<const detail::endpoint>(cfg), endpoint, opts);
@@ -1194,46 +1194,65 @@ task<session> session::open(std::shared_ptr<const detail::endpoint> ep, std::str
     co_return session(std::move(p));
 }
 
+task<session> session::open_copied(const config& cfg, const std::string& endpoint, const session_options& opts)
+{
+    return open(std::make_shared<const detail::endpoint>(cfg), endpoint, opts);
+}
+
+asio::any_io_executor session::token_executor() const noexcept
+{
+    return impl_ ? impl_->ex : asio::any_io_executor();
+}
+
 void session::close() noexcept
 {
     if (impl_)
         impl_->shutdown(errc::closed, "session closed");
 }
 
-task<json::value> session::call(std::string type, json::value event_data, call_options o)
+task<json::value> session::call_task(std::string&& type, json::value&& event_data, call_options o)
 {
     return send_request(impl_, std::move(type), std::move(event_data), o);
 }
 
-task<session_record> session::status(call_options o) { return ops::status(impl_, o); }
+task<session_record> session::status_task(call_options o)
+{
+    return ops::status(impl_, o);
+}
 
-task<validation> session::validate(call_options o) { return ops::validate(impl_, o); }
+task<validation> session::validate_task(call_options o)
+{
+    return ops::validate(impl_, o);
+}
 
-task<read_result> session::read(call_options o)
+task<read_result> session::read_task(call_options o)
 {
     return ops::read(impl_, impl_ ? impl_->client_id : std::string(), o);
 }
 
-task<read_result> session::read(std::string client_id, call_options o)
+task<read_result> session::read_task(std::string&& client_id, call_options o)
 {
     return ops::read(impl_, std::move(client_id), o);
 }
 
-task<json::value> session::destroy(call_options o) { return ops::destroy(impl_, o); }
+task<json::value> session::destroy_task(call_options o)
+{
+    return ops::destroy(impl_, o);
+}
 
-task<json::value> session::set_input_stream(const input_stream& s, call_options o)
+task<json::value> session::set_input_stream_task(const input_stream& s, call_options o)
 {
     return ops::input_stream_set(impl_, serialize_request("input_stream.set", to_event_data(s)), o);
 }
 
-task<json::value> session::query(const query_request& q, call_options o)
+task<json::value> session::query_task(const query_request& q, call_options o)
 {
     // Encoded here: the image is copied once, into the frame, and nothing the caller
     // passed is referenced after this returns.
     return ops::query(impl_, serialize_request("model.query", q.to_event_data()), o);
 }
 
-task<json::value> session::update(json::value data, call_options o)
+task<json::value> session::update_task(json::value&& data, call_options o)
 {
     json::object envelope;
     envelope["type"] = "data.json";
@@ -1241,7 +1260,10 @@ task<json::value> session::update(json::value data, call_options o)
     return send_request(impl_, "session.update", std::move(envelope), o);
 }
 
-task<void> session::heartbeat(call_options o) { return ops::heartbeat(impl_, o); }
+task<void> session::heartbeat_task(call_options o)
+{
+    return ops::heartbeat(impl_, o);
+}
 
 std::optional<json::value> session::try_receive()
 {
@@ -1250,7 +1272,7 @@ std::optional<json::value> session::try_receive()
     return impl_->pop_inbox();
 }
 
-task<std::optional<json::value>> session::receive(std::chrono::milliseconds timeout)
+task<std::optional<json::value>> session::receive_task(std::chrono::milliseconds timeout)
 {
     return impl::receive(impl_, timeout);
 }

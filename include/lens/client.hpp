@@ -10,6 +10,9 @@
 // (the server refused it unprocessed).
 //
 // Failures throw `lens::error` naming the operation: "sessions/create: 401 ...".
+// Every operation also takes an Asio completion token (lens/completion_token.hpp):
+// `co_await c.list_sessions(asio::as_tuple(asio::use_awaitable))` reports the failure
+// as an error code instead, with the details in an optional `lens::diagnostics&`.
 // Records handed out never contain the `api_key` field the server echoes.
 //
 // A client is a cheap handle: copies share the configuration and the connection
@@ -20,7 +23,10 @@
 // `co_await (c.list_sessions() || timer.async_wait())`.
 #pragma once
 
+#include <lens/completion_token.hpp>
 #include <lens/config.hpp>
+#include <lens/detail/async_op.hpp>
+#include <lens/diagnostics.hpp>
 #include <lens/error.hpp>
 #include <lens/records.hpp>
 
@@ -37,9 +43,6 @@
 #include <vector>
 
 namespace lens {
-
-template <class T>
-using task = boost::asio::awaitable<T>;
 
 class session;
 struct session_options;
@@ -86,54 +89,362 @@ public:
     // Opened from the client, they use its TLS context (trust store loaded once), its
     // header checks, its redaction and its session endpoint rule (config::session_hosts).
     // Include lens/session.hpp and lens/event_stream.hpp to use them.
+    //
+    // Every asynchronous operation below takes a completion token last (default:
+    // `co_await op(...)`, which throws lens::error) and has an overload taking a
+    // `lens::diagnostics&` before the token: see lens/completion_token.hpp. The
+    // arguments are copied before the operation's initiating function returns.
 
-    /// Opens the control channel of `record.session_endpoint` (see session::open).
-    task<session> open_session(const session_record& record, const session_options& opts) const;
+    /// Opens the control channel of `record.session_endpoint` (see session::open), on this
+    /// client's executor.
+    template <completion_token_for<session> Token = default_token>
+    auto open_session(const session_record& record, const session_options& opts, Token&& token = {}) const
+    {
+        return run<session>(std::forward<Token>(token), [&] { return open_session_task(record, opts); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session> Token = default_token>
+    auto open_session(const session_record& record, const session_options& opts, diagnostics& diag,
+                      Token&& token = {}) const
+    {
+        return run<session>(std::forward<Token>(token), diag, [&] { return open_session_task(record, opts); });
+    }
     /// \overload with default options (an overload, not a default argument: g++ 12).
-    task<session> open_session(const session_record& record) const;
+    template <completion_token_for<session> Token = default_token>
+    auto open_session(const session_record& record, Token&& token = {}) const
+    {
+        return run<session>(std::forward<Token>(token), [&] { return open_session_task(record); });
+    }
+    /// \overload with default options, filling `diag` on failure.
+    template <completion_token_for<session> Token = default_token>
+    auto open_session(const session_record& record, diagnostics& diag, Token&& token = {}) const
+    {
+        return run<session>(std::forward<Token>(token), diag, [&] { return open_session_task(record); });
+    }
     /// The SSE consumer of `session_id`; connects on its first `connect()` or `next()`.
     event_stream events(std::string session_id, const event_stream_options& opts) const;
     /// \overload with default options.
     event_stream events(std::string session_id) const;
 
-    // ---- lenses --------------------------------------------------------
-    task<boost::json::value> lens_info();
-    task<std::vector<lens_record>> list_lenses();
-    task<lens_record> get_lens(std::string lens_id);
+    // ---- lenses ------------------------------------------------------------
+    /// GET lens/info: the service description, raw.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto lens_info(Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return lens_info_task(); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto lens_info(diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return lens_info_task(); });
+    }
+    /// Every lens the account sees (lens/metadata).
+    template <completion_token_for<std::vector<lens_record>> Token = default_token>
+    auto list_lenses(Token&& token = {})
+    {
+        return run<std::vector<lens_record>>(std::forward<Token>(token), [&] { return list_lenses_task(); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<std::vector<lens_record>> Token = default_token>
+    auto list_lenses(diagnostics& diag, Token&& token = {})
+    {
+        return run<std::vector<lens_record>>(std::forward<Token>(token), diag, [&] { return list_lenses_task(); });
+    }
+    /// The lens `lens_id` (lens/metadata filtered by it); errc::not_found when absent.
+    template <completion_token_for<lens_record> Token = default_token>
+    auto get_lens(std::string lens_id, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token), [&] { return get_lens_task(std::move(lens_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<lens_record> Token = default_token>
+    auto get_lens(std::string lens_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token), diag, [&] { return get_lens_task(std::move(lens_id)); });
+    }
     /// POST lens/register: `{"lens_config": {"lens_name": name, "lens_config": lens_config}}`.
-    task<lens_record> register_lens(std::string lens_name, boost::json::object lens_config);
-    task<lens_record> clone_lens(std::string lens_id);
+    template <completion_token_for<lens_record> Token = default_token>
+    auto register_lens(std::string lens_name, boost::json::object lens_config, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token),
+                                [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<lens_record> Token = default_token>
+    auto register_lens(std::string lens_name, boost::json::object lens_config, diagnostics& diag, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token), diag,
+                                [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
+    }
+    /// POST lens/clone: a copy of `lens_id`.
+    template <completion_token_for<lens_record> Token = default_token>
+    auto clone_lens(std::string lens_id, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token), [&] { return clone_lens_task(std::move(lens_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<lens_record> Token = default_token>
+    auto clone_lens(std::string lens_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token), diag, [&] { return clone_lens_task(std::move(lens_id)); });
+    }
     /// POST lens/modify with `fields` merged beside `lens_id`.
-    task<lens_record> modify_lens(std::string lens_id, boost::json::object fields);
-    task<void> delete_lens(std::string lens_id);
-
-    // ---- sessions ------------------------------------------------------
-    task<boost::json::value> sessions_info();
-    task<std::vector<session_record>> list_sessions();
-    task<session_record> get_session(std::string session_id);
-    task<session_record> create_session(std::string lens_id);
-    task<session_record> destroy_session(std::string session_id);
+    template <completion_token_for<lens_record> Token = default_token>
+    auto modify_lens(std::string lens_id, boost::json::object fields, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token),
+                                [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<lens_record> Token = default_token>
+    auto modify_lens(std::string lens_id, boost::json::object fields, diagnostics& diag, Token&& token = {})
+    {
+        return run<lens_record>(std::forward<Token>(token), diag,
+                                [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
+    }
+    /// POST lens/delete.
+    template <completion_token_for<void> Token = default_token>
+    auto delete_lens(std::string lens_id, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), [&] { return delete_lens_task(std::move(lens_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<void> Token = default_token>
+    auto delete_lens(std::string lens_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), diag, [&] { return delete_lens_task(std::move(lens_id)); });
+    }
+    // ---- sessions ----------------------------------------------------------
+    /// GET lens/sessions/info: the service description, raw.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto sessions_info(Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return sessions_info_task(); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto sessions_info(diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return sessions_info_task(); });
+    }
+    /// Every session of the account (lens/sessions/metadata).
+    template <completion_token_for<std::vector<session_record>> Token = default_token>
+    auto list_sessions(Token&& token = {})
+    {
+        return run<std::vector<session_record>>(std::forward<Token>(token), [&] { return list_sessions_task(); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<std::vector<session_record>> Token = default_token>
+    auto list_sessions(diagnostics& diag, Token&& token = {})
+    {
+        return run<std::vector<session_record>>(std::forward<Token>(token), diag, [&] { return list_sessions_task(); });
+    }
+    /// The session `session_id` (lens/sessions/metadata filtered by it); errc::not_found when absent.
+    template <completion_token_for<session_record> Token = default_token>
+    auto get_session(std::string session_id, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), [&] { return get_session_task(std::move(session_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session_record> Token = default_token>
+    auto get_session(std::string session_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), diag,
+                                   [&] { return get_session_task(std::move(session_id)); });
+    }
+    /// POST lens/sessions/create: a new session of `lens_id`.
+    template <completion_token_for<session_record> Token = default_token>
+    auto create_session(std::string lens_id, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), [&] { return create_session_task(std::move(lens_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session_record> Token = default_token>
+    auto create_session(std::string lens_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), diag,
+                                   [&] { return create_session_task(std::move(lens_id)); });
+    }
+    /// POST lens/sessions/destroy (idempotent: retried like a read).
+    template <completion_token_for<session_record> Token = default_token>
+    auto destroy_session(std::string session_id, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token),
+                                   [&] { return destroy_session_task(std::move(session_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session_record> Token = default_token>
+    auto destroy_session(std::string session_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), diag,
+                                   [&] { return destroy_session_task(std::move(session_id)); });
+    }
     /// POST lens/sessions/events/process: the reply the WebSocket would give, raw (scrubbed).
-    task<boost::json::value> process_event(std::string session_id, std::string type,
-                                           boost::json::value event_data);
-
-    // ---- files ---------------------------------------------------------
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto process_event(std::string session_id, std::string type, boost::json::value event_data, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] {
+            return process_event_task(std::move(session_id), std::move(type), std::move(event_data));
+        });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto process_event(std::string session_id, std::string type, boost::json::value event_data, diagnostics& diag,
+                       Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] {
+            return process_event_task(std::move(session_id), std::move(type), std::move(event_data));
+        });
+    }
+    // ---- files -------------------------------------------------------------
     /// Multipart upload of a local file. The content type comes from the extension
     /// (png, jpg/jpeg, mp4, csv, json/jsonl/txt); others are rejected before sending.
-    task<file_record> upload_file(std::filesystem::path path);
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file(std::filesystem::path path, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), [&] { return upload_file_task(std::move(path)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file(std::filesystem::path path, diagnostics& diag, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), diag, [&] { return upload_file_task(std::move(path)); });
+    }
     /// Multipart upload of in-memory contents under `file_name`.
-    task<file_record> upload_file(std::string file_name, std::string contents);
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file(std::string file_name, std::string contents, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token),
+                                [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file(std::string file_name, std::string contents, diagnostics& diag, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), diag,
+                                [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
+    }
     /// POST files/base64: the same multipart with the content base64-encoded.
-    task<file_record> upload_file_base64(std::string file_name, std::string contents);
-    task<boost::json::value> files_info();
-    task<std::vector<file_record>> list_files();
-    task<file_record> get_file(std::string file_id);
-    task<std::string> download_file(std::string file_id);
-    task<void> delete_file(std::string file_id);
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file_base64(std::string file_name, std::string contents, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token),
+                                [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file_base64(std::string file_name, std::string contents, diagnostics& diag, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), diag,
+                                [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
+    }
+    /// GET files/info: the service description, raw.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto files_info(Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return files_info_task(); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto files_info(diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return files_info_task(); });
+    }
+    /// Every file of the account (files/metadata).
+    template <completion_token_for<std::vector<file_record>> Token = default_token>
+    auto list_files(Token&& token = {})
+    {
+        return run<std::vector<file_record>>(std::forward<Token>(token), [&] { return list_files_task(); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<std::vector<file_record>> Token = default_token>
+    auto list_files(diagnostics& diag, Token&& token = {})
+    {
+        return run<std::vector<file_record>>(std::forward<Token>(token), diag, [&] { return list_files_task(); });
+    }
+    /// The file `file_id` (files/metadata/{id}).
+    template <completion_token_for<file_record> Token = default_token>
+    auto get_file(std::string file_id, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), [&] { return get_file_task(std::move(file_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<file_record> Token = default_token>
+    auto get_file(std::string file_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), diag, [&] { return get_file_task(std::move(file_id)); });
+    }
+    /// GET files/download/{id}: the contents (at most config::max_body_size bytes).
+    template <completion_token_for<std::string> Token = default_token>
+    auto download_file(std::string file_id, Token&& token = {})
+    {
+        return run<std::string>(std::forward<Token>(token), [&] { return download_file_task(std::move(file_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<std::string> Token = default_token>
+    auto download_file(std::string file_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<std::string>(std::forward<Token>(token), diag,
+                                [&] { return download_file_task(std::move(file_id)); });
+    }
+    /// DELETE files/delete/{id}.
+    template <completion_token_for<void> Token = default_token>
+    auto delete_file(std::string file_id, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), [&] { return delete_file_task(std::move(file_id)); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<void> Token = default_token>
+    auto delete_file(std::string file_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), diag, [&] { return delete_file_task(std::move(file_id)); });
+    }
 
     struct impl;
 
 private:
+    // The coroutines behind the operations above (src/client.cpp).
+    task<session> open_session_task(const session_record& record, const session_options& opts) const;
+    task<session> open_session_task(const session_record& record) const;
+    task<boost::json::value> lens_info_task();
+    task<std::vector<lens_record>> list_lenses_task();
+    task<lens_record> get_lens_task(std::string&& lens_id);
+    task<lens_record> register_lens_task(std::string&& lens_name, boost::json::object&& lens_config);
+    task<lens_record> clone_lens_task(std::string&& lens_id);
+    task<lens_record> modify_lens_task(std::string&& lens_id, boost::json::object&& fields);
+    task<void> delete_lens_task(std::string&& lens_id);
+    task<boost::json::value> sessions_info_task();
+    task<std::vector<session_record>> list_sessions_task();
+    task<session_record> get_session_task(std::string&& session_id);
+    task<session_record> create_session_task(std::string&& lens_id);
+    task<session_record> destroy_session_task(std::string&& session_id);
+    task<boost::json::value> process_event_task(std::string&& session_id, std::string&& type,
+                                                boost::json::value&& event_data);
+    task<file_record> upload_file_task(std::filesystem::path&& path);
+    task<file_record> upload_file_task(std::string&& file_name, std::string&& contents);
+    task<file_record> upload_file_base64_task(std::string&& file_name, std::string&& contents);
+    task<boost::json::value> files_info_task();
+    task<std::vector<file_record>> list_files_task();
+    task<file_record> get_file_task(std::string&& file_id);
+    task<std::string> download_file_task(std::string&& file_id);
+    task<void> delete_file_task(std::string&& file_id);
+
+    /// The executor the token path spawns on; empty for a moved-from client.
+    boost::asio::any_io_executor token_executor() const noexcept;
+    template <class T, class Token, class Make>
+    auto run(Token&& token, Make&& make) const
+    {
+        return detail::async_run<T>(
+            std::forward<Token>(token), [this] { return token_executor(); }, std::forward<Make>(make));
+    }
+    template <class T, class Token, class Make>
+    auto run(Token&& token, diagnostics& diag, Make&& make) const
+    {
+        return detail::async_run<T>(
+            std::forward<Token>(token), diag, [this] { return token_executor(); }, std::forward<Make>(make));
+    }
+
     /// The moved-from check: a clear error naming `operation`, never a null dereference.
     impl& checked(const char* operation) const;
     std::shared_ptr<impl> impl_;

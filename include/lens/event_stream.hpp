@@ -84,7 +84,10 @@
 #pragma once
 
 #include <lens/backoff.hpp>
+#include <lens/completion_token.hpp>
 #include <lens/config.hpp>
+#include <lens/detail/async_op.hpp>
+#include <lens/diagnostics.hpp>
 #include <lens/events.hpp>
 #include <lens/sse/parser.hpp>
 
@@ -169,14 +172,37 @@ public:
 
     /// Starts the reader if needed and waits until a response has been accepted
     /// (or the stream ended or failed, which next() then reports). Throws
-    /// lens::error on a failure that is final.
-    boost::asio::awaitable<void> connect();
+    /// lens::error on a failure that is final. Takes a completion token (default:
+    /// `co_await stream.connect()`) and optionally a `lens::diagnostics&` before it: see
+    /// lens/completion_token.hpp; through a token it runs on the stream's executor.
+    template <completion_token_for<void> Token = default_token>
+    auto connect(Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), [&] { return connect_task(impl_); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<void> Token = default_token>
+    auto connect(diagnostics& diag, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), diag, [&] { return connect_task(impl_); });
+    }
 
     /// The next event; nullopt once the stream is over (after `sse.stream.end`,
     /// which is delivered, or after close()). Throws lens::error on a final failure,
     /// after the events received before it; cancellation throws
-    /// `boost::asio::error::operation_aborted` and takes no event.
-    boost::asio::awaitable<std::optional<session_event>> next();
+    /// `boost::asio::error::operation_aborted` and takes no event (through a token: completes
+    /// with it, after a terminal cancellation of the handler's slot).
+    template <completion_token_for<std::optional<session_event>> Token = default_token>
+    auto next(Token&& token = {})
+    {
+        return run<std::optional<session_event>>(std::forward<Token>(token), [&] { return next_task(impl_); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<std::optional<session_event>> Token = default_token>
+    auto next(diagnostics& diag, Token&& token = {})
+    {
+        return run<std::optional<session_event>>(std::forward<Token>(token), diag, [&] { return next_task(impl_); });
+    }
 
     /// Stops reading and closes the connection. Queued events can still be taken;
     /// then next() returns nullopt.
@@ -192,6 +218,26 @@ public:
 
     struct impl;
 private:
+    // The coroutines behind connect() and next() (src/event_stream.cpp). They hold the
+    // stream's state, never `this`: a token may run them after the call returns.
+    static task<void> connect_task(std::shared_ptr<impl> self);
+    static task<std::optional<session_event>> next_task(std::shared_ptr<impl> self);
+
+    /// The executor the token path spawns on; empty for a moved-from stream.
+    boost::asio::any_io_executor token_executor() const noexcept;
+    template <class T, class Token, class Make>
+    auto run(Token&& token, Make&& make)
+    {
+        return detail::async_run<T>(
+            std::forward<Token>(token), [this] { return token_executor(); }, std::forward<Make>(make));
+    }
+    template <class T, class Token, class Make>
+    auto run(Token&& token, diagnostics& diag, Make&& make)
+    {
+        return detail::async_run<T>(
+            std::forward<Token>(token), diag, [this] { return token_executor(); }, std::forward<Make>(make));
+    }
+
     std::shared_ptr<impl> impl_;
 };
 

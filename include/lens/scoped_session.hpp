@@ -12,9 +12,18 @@
 /// body's exception. `scoped_session` is the RAII form for sessions whose life
 /// does not fit one scope: `co_await s.destroy()` when done; a scoped_session
 /// dropped without it spawns the destroy on the client's executor as a last resort.
+///
+/// `scoped_session::create` and `destroy` take completion tokens like every lens
+/// operation (lens/completion_token.hpp). `with_session` does not: its body is itself
+/// a coroutine returning an awaitable, so it only ever runs inside one, and an awaitable
+/// can already be given any token by spawning it:
+/// `asio::co_spawn(ex, lens::with_session(c, id, body), token)`.
 #pragma once
 
 #include <lens/client.hpp>
+#include <lens/completion_token.hpp>
+#include <lens/detail/async_op.hpp>
+#include <lens/diagnostics.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -22,6 +31,7 @@
 
 #include <exception>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -31,11 +41,26 @@ namespace lens {
 /// the destructor (detached, best effort). Move-only.
 class scoped_session {
 public:
-    /// Creates a session of `lens_id`.
-    static task<scoped_session> create(client c, std::string lens_id)
+    /// Creates a session of `lens_id`. Takes a completion token (default:
+    /// `co_await scoped_session::create(c, id)`) and optionally a `lens::diagnostics&`
+    /// before it, like client::create_session (lens/completion_token.hpp). Through a token,
+    /// a failure completes with an empty scoped_session that owns nothing.
+    template <completion_token_for<scoped_session> Token = default_token>
+    static auto create(client c, std::string lens_id, Token&& token = {})
     {
-        auto record = co_await c.create_session(std::move(lens_id));
-        co_return scoped_session(std::move(c), std::move(record));
+        // The executor and the fallback copy `c` before the coroutine takes it (arguments
+        // are evaluated before async_run runs `make`).
+        return detail::async_run<scoped_session>(
+            std::forward<Token>(token), [&c] { return executor_of(c); },
+            [&] { return create_task(std::move(c), std::move(lens_id)); }, unowned(c));
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<scoped_session> Token = default_token>
+    static auto create(client c, std::string lens_id, diagnostics& diag, Token&& token = {})
+    {
+        return detail::async_run<scoped_session>(
+            std::forward<Token>(token), diag, [&c] { return executor_of(c); },
+            [&] { return create_task(std::move(c), std::move(lens_id)); }, unowned(c));
     }
 
     /// Takes ownership of the existing session `record`, destroyed through `c`.
@@ -63,12 +88,30 @@ public:
     /// `co_await boost::asio::this_coro::reset_cancellation_state()`: Asio throws
     /// operation_aborted at a cancelled coroutine's every co_await, this one included,
     /// and the destructor's detached destroy is then the only fallback.
-    task<void> destroy()
+    /// Takes a completion token and optionally a `lens::diagnostics&` before it
+    /// (lens/completion_token.hpp). Through a token, the session is handed to the operation
+    /// when destroy() is called (this object then owns nothing): an operation dropped
+    /// without running (its awaiting coroutine was cancelled, a `deferred` never invoked)
+    /// still destroys it, detached, as the destructor would.
+    template <completion_token_for<void> Token = default_token>
+    auto destroy(Token&& token = {})
     {
-        if (!std::exchange(owned_, false))
-            co_return;
-        co_await boost::asio::this_coro::reset_cancellation_state();
-        co_await client_.destroy_session(record_.session_id);
+        return detail::async_run<void>(
+            std::forward<Token>(token), [this] { return executor_of(client_); },
+            [&] {
+                if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
+                    return destroy_task();
+                else
+                    return destroy_handed_over(hand_over());
+            });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<void> Token = default_token>
+    auto destroy(diagnostics& diag, Token&& token = {})
+    {
+        return detail::async_run<void>(
+            std::forward<Token>(token), diag, [this] { return executor_of(client_); },
+            [&] { return destroy_handed_over(hand_over()); });
     }
 
     /// Gives up ownership: the session outlives this object.
@@ -79,6 +122,53 @@ public:
     }
 
 private:
+    static task<scoped_session> create_task(client c, std::string lens_id)
+    {
+        auto record = co_await c.create_session(std::move(lens_id));
+        co_return scoped_session(std::move(c), std::move(record));
+    }
+
+    /// What a failed create completes with through a token: owns nothing.
+    static auto unowned(const client& c)
+    {
+        return [c] {
+            scoped_session s(c, session_record());
+            s.owned_ = false;
+            return s;
+        };
+    }
+
+    /// The awaitable destroy(): resets the caller's cancellation first (see destroy()).
+    task<void> destroy_task()
+    {
+        if (!std::exchange(owned_, false))
+            co_return;
+        co_await boost::asio::this_coro::reset_cancellation_state();
+        co_await client_.destroy_session(record_.session_id);
+    }
+
+    /// A copy of this scoped_session that takes over its ownership (`record()` stays valid here).
+    scoped_session hand_over()
+    {
+        scoped_session s(client_, record_);
+        s.owned_ = std::exchange(owned_, false);
+        return s;
+    }
+
+    /// The token path of destroy(): owns the session in its frame, so `*this` may go away,
+    /// and a frame destroyed unrun spawns the destroy like any dropped scoped_session.
+    static task<void> destroy_handed_over(scoped_session s) { co_await s.destroy_task(); }
+
+    /// The client's executor; empty for a moved-from client (its operations fail with errc::closed).
+    static boost::asio::any_io_executor executor_of(const client& c) noexcept
+    {
+        try {
+            return c.get_executor();
+        } catch (...) {
+            return {};
+        }
+    }
+
     static task<void> destroy_detached(client c, std::string id)
     {
         try {

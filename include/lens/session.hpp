@@ -58,7 +58,10 @@
 
 #include <lens/backoff.hpp>
 #include <lens/client.hpp>
+#include <lens/completion_token.hpp>
 #include <lens/config.hpp>
+#include <lens/detail/async_op.hpp>
+#include <lens/diagnostics.hpp>
 #include <lens/input_stream.hpp>
 #include <lens/query.hpp>
 #include <lens/records.hpp>
@@ -72,6 +75,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace lens {
@@ -164,27 +168,96 @@ struct session_stats {
 
 class session {
 public:
+    // Every asynchronous operation below takes a completion token last (default:
+    // `co_await op(...)`, which throws lens::error) and has an overload taking a
+    // `lens::diagnostics&` before the token: see lens/completion_token.hpp. Those of a
+    // session object run on the executor the session was opened on.
+
     /// Opens the control channel of `record.session_endpoint` and waits until it is
     /// connected (within `connect_timeout`). Authenticates with `cfg.api_key`.
-    /// The arguments must outlive the co_await (true of temporaries in the awaiting
-    /// expression); they are copied when the coroutine starts.
-    static task<session> open(const config& cfg, const session_record& record, const session_options& opts);
-    /// \overload for a `session_endpoint` URL (ws or wss).
-    static task<session> open(const config& cfg, const std::string& session_endpoint,
-                              const session_options& opts);
-    // Overloads, not default arguments: g++ 12 mis-copies a class-type default argument
-    // materialised in a calling coroutine's frame (a std::string ends up pointing into it).
-    static task<session> open(const config& cfg, const session_record& record)
+    /// Awaited with the default token, the arguments must outlive the co_await (true of
+    /// temporaries in the awaiting expression): they are copied when the coroutine starts.
+    /// With any other token they are copied before this returns, and the session runs on
+    /// the completion handler's associated executor (lens/completion_token.hpp).
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const session_record& record, const session_options& opts, Token&& token = {})
     {
-        return open(cfg, record, default_options());
+        return detail::async_run<session>(std::forward<Token>(token), handler_executor, [&] {
+            if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
+                return open_task(cfg, record, opts);
+            else
+                return open_copied(cfg, record.session_endpoint, opts);
+        });
     }
-    static task<session> open(const config& cfg, const std::string& session_endpoint)
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const session_record& record, const session_options& opts, diagnostics& diag,
+                     Token&& token = {})
     {
-        return open(cfg, session_endpoint, default_options());
+        return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
+                                          [&] { return open_copied(cfg, record.session_endpoint, opts); });
+    }
+    /// \overload for a `session_endpoint` URL (ws or wss).
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts,
+                     Token&& token = {})
+    {
+        return detail::async_run<session>(std::forward<Token>(token), handler_executor, [&] {
+            if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
+                return open_task(cfg, session_endpoint, opts);
+            else
+                return open_copied(cfg, session_endpoint, opts);
+        });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts,
+                     diagnostics& diag, Token&& token = {})
+    {
+        return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
+                                          [&] { return open_copied(cfg, session_endpoint, opts); });
+    }
+    /// \overload with default options. Overloads, not default arguments: g++ 12 mis-copies
+    /// a class-type default argument materialised in a calling coroutine's frame.
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const session_record& record, Token&& token = {})
+    {
+        return detail::async_run<session>(std::forward<Token>(token), handler_executor, [&] {
+            if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
+                return open_task(cfg, record, default_options());
+            else
+                return open_copied(cfg, record.session_endpoint, default_options());
+        });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const session_record& record, diagnostics& diag, Token&& token = {})
+    {
+        return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
+                                          [&] { return open_copied(cfg, record.session_endpoint, default_options()); });
+    }
+    /// \overload for a `session_endpoint` URL with default options.
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const std::string& session_endpoint, Token&& token = {})
+    {
+        return detail::async_run<session>(std::forward<Token>(token), handler_executor, [&] {
+            if constexpr (std::is_same_v<std::decay_t<Token>, default_token>)
+                return open_task(cfg, session_endpoint, default_options());
+            else
+                return open_copied(cfg, session_endpoint, default_options());
+        });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session> Token = default_token>
+    static auto open(const config& cfg, const std::string& session_endpoint, diagnostics& diag, Token&& token = {})
+    {
+        return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
+                                          [&] { return open_copied(cfg, session_endpoint, default_options()); });
     }
     static const session_options& default_options() noexcept;
     /// Used by `client::open_session`: the control channel at `session_endpoint`, sharing
-    /// the client's endpoint (TLS context, header checks, redaction, host rule).
+    /// the client's endpoint (TLS context, header checks, redaction, host rule). Awaitable
+    /// only: its first argument is an internal type (the client's overloads take tokens).
     static task<session> open(std::shared_ptr<const detail::endpoint> ep, std::string session_endpoint,
                               session_options opts);
 
@@ -193,35 +266,293 @@ public:
     ~session();
 
     /// `session.status`: the session record, `api_key` removed.
-    task<session_record> status(call_options o = {});
-    task<validation> validate(call_options o = {});
+    template <completion_token_for<session_record> Token = default_token>
+    auto status(call_options o, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), [&] { return status_task(o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<session_record> Token = default_token>
+    auto status(Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), [&] { return status_task(call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<session_record> Token = default_token>
+    auto status(call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), diag, [&] { return status_task(o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<session_record> Token = default_token>
+    auto status(diagnostics& diag, Token&& token = {})
+    {
+        return run<session_record>(std::forward<Token>(token), diag, [&] { return status_task(call_options()); });
+    }
+    /// `session.validate`.
+    template <completion_token_for<validation> Token = default_token>
+    auto validate(call_options o, Token&& token = {})
+    {
+        return run<validation>(std::forward<Token>(token), [&] { return validate_task(o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<validation> Token = default_token>
+    auto validate(Token&& token = {})
+    {
+        return run<validation>(std::forward<Token>(token), [&] { return validate_task(call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<validation> Token = default_token>
+    auto validate(call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<validation>(std::forward<Token>(token), diag, [&] { return validate_task(o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<validation> Token = default_token>
+    auto validate(diagnostics& diag, Token&& token = {})
+    {
+        return run<validation>(std::forward<Token>(token), diag, [&] { return validate_task(call_options()); });
+    }
     /// `session.read` with this session's client id.
-    task<read_result> read(call_options o = {});
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(call_options o, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), [&] { return read_task(o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), [&] { return read_task(call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), diag, [&] { return read_task(o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(diagnostics& diag, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), diag, [&] { return read_task(call_options()); });
+    }
     /// `session.read` with `client_id` (each id is an independent cursor).
-    task<read_result> read(std::string client_id, call_options o = {});
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(std::string client_id, call_options o, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), [&] { return read_task(std::move(client_id), o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(std::string client_id, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token),
+                                [&] { return read_task(std::move(client_id), call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(std::string client_id, call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), diag, [&] { return read_task(std::move(client_id), o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<read_result> Token = default_token>
+    auto read(std::string client_id, diagnostics& diag, Token&& token = {})
+    {
+        return run<read_result>(std::forward<Token>(token), diag,
+                                [&] { return read_task(std::move(client_id), call_options()); });
+    }
     /// `session.destroy`: the server-side session ends; the channel stops reconnecting.
-    task<boost::json::value> destroy(call_options o = {});
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto destroy(call_options o, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return destroy_task(o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto destroy(Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return destroy_task(call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto destroy(call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return destroy_task(o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto destroy(diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return destroy_task(call_options()); });
+    }
     /// `input_stream.set`; a reply with `is_valid: false` is errc::api_error.
-    /// Like query(), an ordinary function in front of the coroutine: the request is
-    /// encoded before it returns, so nothing the caller passed is referenced (or copied,
-    /// images included) after the call.
-    task<boost::json::value> set_input_stream(const input_stream& s, call_options o = {});
-    /// `model.query`: the reply's `event_data.result`.
-    task<boost::json::value> query(const query_request& q, call_options o = {});
+    /// Like query(), the request is encoded before this returns, so nothing the caller
+    /// passed is referenced (or copied, images included) after the call.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto set_input_stream(const input_stream& s, call_options o, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return set_input_stream_task(s, o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto set_input_stream(const input_stream& s, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return set_input_stream_task(s, call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto set_input_stream(const input_stream& s, call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return set_input_stream_task(s, o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto set_input_stream(const input_stream& s, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return set_input_stream_task(s, call_options()); });
+    }
+    /// `model.query`: the reply's `event_data.result`. Encoded before this returns.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto query(const query_request& q, call_options o, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return query_task(q, o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto query(const query_request& q, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return query_task(q, call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto query(const query_request& q, call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return query_task(q, o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto query(const query_request& q, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return query_task(q, call_options()); });
+    }
     /// `session.update` with `{"type": "data.json", "event_data": data}`.
-    task<boost::json::value> update(boost::json::value data, call_options o = {});
-    task<void> heartbeat(call_options o = {});
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto update(boost::json::value data, call_options o, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] { return update_task(std::move(data), o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto update(boost::json::value data, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return update_task(std::move(data), call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto update(boost::json::value data, call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return update_task(std::move(data), o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto update(boost::json::value data, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return update_task(std::move(data), call_options()); });
+    }
+    /// `session.heartbeat`.
+    template <completion_token_for<void> Token = default_token>
+    auto heartbeat(call_options o, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), [&] { return heartbeat_task(o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<void> Token = default_token>
+    auto heartbeat(Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), [&] { return heartbeat_task(call_options()); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<void> Token = default_token>
+    auto heartbeat(call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), diag, [&] { return heartbeat_task(o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<void> Token = default_token>
+    auto heartbeat(diagnostics& diag, Token&& token = {})
+    {
+        return run<void>(std::forward<Token>(token), diag, [&] { return heartbeat_task(call_options()); });
+    }
     /// Any event: sends `{"type": type, "event_data": event_data}` and returns the whole
     /// raw reply (for session.status, the record), `api_key` removed.
-    task<boost::json::value> call(std::string type, boost::json::value event_data, call_options o = {});
-    /// \overload without `event_data`.
-    task<boost::json::value> call(std::string type) { return call(std::move(type), nullptr); }
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto call(std::string type, boost::json::value event_data, call_options o, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return call_task(std::move(type), std::move(event_data), o); });
+    }
+    /// \overload with the session's defaults (an overload, not a default argument).
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto call(std::string type, boost::json::value event_data, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), [&] {
+            return call_task(std::move(type), std::move(event_data), call_options());
+        });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto call(std::string type, boost::json::value event_data, call_options o, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return call_task(std::move(type), std::move(event_data), o); });
+    }
+    /// \overload with the session's defaults, filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto call(std::string type, boost::json::value event_data, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag, [&] {
+            return call_task(std::move(type), std::move(event_data), call_options());
+        });
+    }
+    /// \overload without `event_data`, with the session's defaults.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto call(std::string type, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token),
+                                       [&] { return call_task(std::move(type), nullptr, call_options()); });
+    }
+    /// \overload without `event_data`, filling `diag` on failure.
+    template <completion_token_for<boost::json::value> Token = default_token>
+    auto call(std::string type, diagnostics& diag, Token&& token = {})
+    {
+        return run<boost::json::value>(std::forward<Token>(token), diag,
+                                       [&] { return call_task(std::move(type), nullptr, call_options()); });
+    }
 
     /// The next unsolicited frame, waiting at most `timeout`; nullopt on timeout or when
     /// the session stops (close, destroy, a final failure) while nothing is queued.
     /// Several callers may wait at once: each frame goes to one of them. Cancelling the
-    /// caller throws operation_aborted.
-    task<std::optional<boost::json::value>> receive(std::chrono::milliseconds timeout);
+    /// caller throws operation_aborted (completes with it, through a token).
+    template <completion_token_for<std::optional<boost::json::value>> Token = default_token>
+    auto receive(std::chrono::milliseconds timeout, Token&& token = {})
+    {
+        return run<std::optional<boost::json::value>>(std::forward<Token>(token),
+                                                      [&] { return receive_task(timeout); });
+    }
+    /// \overload filling `diag` on failure.
+    template <completion_token_for<std::optional<boost::json::value>> Token = default_token>
+    auto receive(std::chrono::milliseconds timeout, diagnostics& diag, Token&& token = {})
+    {
+        return run<std::optional<boost::json::value>>(std::forward<Token>(token), diag,
+                                                      [&] { return receive_task(timeout); });
+    }
     /// The next unsolicited frame if one is queued.
     std::optional<boost::json::value> try_receive();
 
@@ -236,6 +567,46 @@ public:
     struct impl;
 private:
     explicit session(std::shared_ptr<impl> p) noexcept;
+
+    // The coroutines behind the operations above (src/session.cpp).
+    static task<session> open_task(const config& cfg, const session_record& record, const session_options& opts);
+    static task<session> open_task(const config& cfg, const std::string& session_endpoint, const session_options& opts);
+    /// open() for the token path: every argument copied before it returns.
+    static task<session> open_copied(const config& cfg, const std::string& session_endpoint,
+                                     const session_options& opts);
+    task<session_record> status_task(call_options o);
+    task<validation> validate_task(call_options o);
+    task<read_result> read_task(call_options o);
+    task<read_result> read_task(std::string&& client_id, call_options o);
+    task<boost::json::value> destroy_task(call_options o);
+    task<boost::json::value> set_input_stream_task(const input_stream& s, call_options o);
+    task<boost::json::value> query_task(const query_request& q, call_options o);
+    task<boost::json::value> update_task(boost::json::value&& data, call_options o);
+    task<void> heartbeat_task(call_options o);
+    task<boost::json::value> call_task(std::string&& type, boost::json::value&& event_data, call_options o);
+    task<std::optional<boost::json::value>> receive_task(std::chrono::milliseconds timeout);
+
+    /// The empty session a failed open completes with through a token (see
+    /// detail::failed_result): a moved-from session.
+    friend session lens_failed_result(std::type_identity<session>) noexcept { return session(nullptr); }
+
+    /// Where open() runs on the token path: the completion handler's executor.
+    static detail::handler_executor_t handler_executor() noexcept { return detail::handler_executor_t{"session.open"}; }
+    /// The executor the token path spawns on; empty for a moved-from session.
+    boost::asio::any_io_executor token_executor() const noexcept;
+    template <class T, class Token, class Make>
+    auto run(Token&& token, Make&& make)
+    {
+        return detail::async_run<T>(
+            std::forward<Token>(token), [this] { return token_executor(); }, std::forward<Make>(make));
+    }
+    template <class T, class Token, class Make>
+    auto run(Token&& token, diagnostics& diag, Make&& make)
+    {
+        return detail::async_run<T>(
+            std::forward<Token>(token), diag, [this] { return token_executor(); }, std::forward<Make>(make));
+    }
+
     std::shared_ptr<impl> impl_;
 };
 
