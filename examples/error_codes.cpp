@@ -14,11 +14,10 @@
 //   errc::query_timed_out   the server gave up on a model.query ("Response timed out for query")
 //   errc::session_gone      the session was destroyed
 //
-// The adapter `code_of` below turns a lens::error into (error_code, diagnostics) so
-// that the checks read like code without exceptions.
-// TOKENS: once lens has completion tokens, each `co_await code_of([&] { return OP(ARGS); }, d)`
-// becomes `co_await OP(ARGS, lens::as_tuple)` (or the `lens::diagnostics&` overload), and the
-// adapter goes.
+// Every operation takes an Asio completion token; `as_tuple(use_awaitable)` completes with
+// (error_code, result) instead of throwing, and a `lens::diagnostics&` before the token is
+// filled with the operation, HTTP status, server errors and message on failure (and cleared
+// on success), as in Boost.MySQL.
 //
 // Run:  build/bin/example_error_codes   (in-process emulator)
 //       ARCHETYPE_API_KEY=... build/bin/example_error_codes --real --lens lns-...   (the emulator-only cases are skipped)
@@ -30,57 +29,34 @@
 #include <lens/scoped_session.hpp>
 #include <lens/session.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <iostream>
+#include <tuple>
 #include <vector>
 
 using namespace std::chrono_literals;
 
 namespace {
 
-/// What a failed operation reports besides its code.
-struct diagnostics {
-    std::string operation;
-    unsigned http_status = 0;
-    std::vector<lens::server_error> server_errors;
-    std::string message;
-};
+constexpr auto no_throw = boost::asio::as_tuple(boost::asio::use_awaitable);
 
-/// Starts and awaits the operation `start()` returns; returns its error code (empty on
-/// success) and fills `d` on failure. A callable rather than the awaitable itself because
-/// some checks (an unsupported file type) fail when the operation is started, before
-/// there is anything to await.
-// TOKENS: replace with `auto [ec, value] = co_await op(..., lens::as_tuple)` at each call site.
-template <class Start>
-lens::task<boost::system::error_code> code_of(Start start, diagnostics& d)
-{
-    try {
-        co_await start();
-        co_return boost::system::error_code();
-    } catch (const lens::error& e) {
-        d.operation = e.operation();
-        d.http_status = e.http_status();
-        d.server_errors = e.server_errors();
-        d.message = e.what();
-        co_return e.code();
-    }
-}
-
-void print(std::string_view title, const boost::system::error_code& ec, const diagnostics& d)
+void print(std::string_view title, const boost::system::error_code& ec, const lens::diagnostics& d)
 {
     std::cout << title << "\n  code: " << ec.message() << " (" << ec.category().name() << ":" << ec.value() << ")"
-              << (lens::is_retryable(ec) ? ", retryable" : ", final") << "\n  operation: " << d.operation;
-    if (d.http_status)
-        std::cout << ", HTTP " << d.http_status;
-    std::cout << "\n  message: " << d.message << '\n';
-    for (const auto& s : d.server_errors)
+              << (lens::is_retryable(ec) ? ", retryable" : ", final") << "\n  operation: " << d.operation();
+    if (d.http_status())
+        std::cout << ", HTTP " << d.http_status();
+    std::cout << "\n  message: " << d.message() << '\n';
+    for (const auto& s : d.server_errors())
         std::cout << "  server said: " << (s.code.empty() ? "" : s.code + ": ") << s.message << '\n';
 }
 
 /// One failure, checked: the example fails when the code is not the one expected.
 void expect_code(std::string_view title, const boost::system::error_code& ec, lens::errc expected,
-                 const diagnostics& d)
+                 const lens::diagnostics& d)
 {
     print(title, ec, d);
     example::expect(ec == expected, std::string(title) + ": " + lens::make_error_code(expected).message());
@@ -91,22 +67,23 @@ void expect_code(std::string_view title, const boost::system::error_code& ec, le
 lens::task<void> error_codes(example::environment& env)
 {
     lens::client client = env.make_client();
-    diagnostics d;
+    lens::diagnostics d;
+    boost::system::error_code ec;
 
     // An unknown lens.
-    auto ec = co_await code_of([&] { return client.create_session("lns-no-such-lens"); }, d);
+    std::tie(ec, std::ignore) = co_await client.create_session("lns-no-such-lens", d, no_throw);
     expect_code("create a session of an unknown lens", ec, lens::errc::not_found, d);
 
     // A wrong key: never retried, and the key never appears in the message.
     lens::config wrong = env.config();
     wrong.api_key = "not-my-key";
     lens::client stranger(client.get_executor(), wrong);
-    ec = co_await code_of([&] { return stranger.list_lenses(); }, d);
+    std::tie(ec, std::ignore) = co_await stranger.list_lenses(d, no_throw);
     expect_code("list lenses with a wrong key", ec, lens::errc::unauthorized, d);
-    example::expect(d.message.find("not-my-key") == std::string::npos, "the key is not in the message");
+    example::expect(d.message().find("not-my-key") == std::string::npos, "the key is not in the message");
 
     // Refused before anything is sent.
-    ec = co_await code_of([&] { return client.upload_file("setup.exe", "MZ..."); }, d);
+    std::tie(ec, std::ignore) = co_await client.upload_file("setup.exe", "MZ...", d, no_throw);
     expect_code("upload a file type the API does not take", ec, lens::errc::invalid_argument, d);
 
     // A 200 reply that reports failure: no lens runner left (the emulator is told to have none).
@@ -114,10 +91,10 @@ lens::task<void> error_codes(example::environment& env)
         const auto max = env.emulator().knobs().max_sessions;
         env.emulator().knobs().max_sessions = 0;
         const std::string lens_id(lens::emulator::builtin::query);
-        ec = co_await code_of([&] { return client.create_session(lens_id); }, d);
+        std::tie(ec, std::ignore) = co_await client.create_session(lens_id, d, no_throw);
         env.emulator().knobs().max_sessions = max;
         expect_code("create a session when the server has no runner left", ec, lens::errc::api_error, d);
-        example::expect(!d.server_errors.empty(), "the server's reason is kept");
+        example::expect(!d.server_errors().empty(), "the server's reason is kept");
     }
 
     co_await lens::with_session(client, env.lens(lens::emulator::builtin::activity_monitor),
@@ -125,7 +102,7 @@ lens::task<void> error_codes(example::environment& env)
         lens::session channel = co_await client.open_session(record);
 
         // A reply with `is_valid: false` and the server's messages.
-        ec = co_await code_of([&] { return channel.set_input_stream(lens::csv_stream("no-such-file.csv")); }, d);
+        std::tie(ec, std::ignore) = co_await channel.set_input_stream(lens::csv_stream("no-such-file.csv"), d, no_throw);
         expect_code("input stream of a file never uploaded", ec, lens::errc::api_error, d);
 
         // The server gives up on a query (the emulator quickly, the real server after ~60 s).
@@ -134,19 +111,19 @@ lens::task<void> error_codes(example::environment& env)
             lens::session_record q = co_await client.create_session(std::string(lens::emulator::builtin::query));
             lens::session asking = co_await client.open_session(q);
             const auto never_answered = lens::query_request::image_qa("emulator:timeout", example::sample_png());
-            ec = co_await code_of([&] { return asking.query(never_answered); }, d);
+            std::tie(ec, std::ignore) = co_await asking.query(never_answered, d, no_throw);
             expect_code("a query the server gives up on", ec, lens::errc::query_timed_out, d);
             co_await client.destroy_session(q.session_id);
         }
 
         // After destroy, the channel refuses everything.
         co_await channel.destroy();
-        ec = co_await code_of([&] { return channel.validate(); }, d);
+        std::tie(ec, std::ignore) = co_await channel.validate(d, no_throw);
         expect_code("validate a destroyed session", ec, lens::errc::session_gone, d);
     });
 
     // Success is an empty code.
-    ec = co_await code_of([&] { return client.list_lenses(); }, d);
+    std::tie(ec, std::ignore) = co_await client.list_lenses(d, no_throw);
     std::cout << "list lenses: " << (ec ? ec.message() : "success") << '\n';
     example::expect(!ec, "success is an empty error_code");
 }
