@@ -22,9 +22,19 @@
 namespace lens::emulator {
 
 /// The built-in lenses, always present (`lens/metadata` lists them).
+///
+/// Registered and cloned lenses run too: a session's behaviour follows from its lens's
+/// configuration (`model_pipeline` processors, `input_streams`, `output_streams`), mapped
+/// onto the behaviours of these three — the built-in lenses themselves go through the same
+/// mapping. Configured input streams start with the session; `session.update` feeds the
+/// lenses that take sensor data; `session.get` / `session.modify` read and change the
+/// session's model parameters; a processor the emulator does not know makes
+/// `session.validate` answer `is_valid: false`. The whole table is in docs/protocol.md §6,
+/// "What the emulator understands".
 namespace builtin {
 /// Writes to the SSE consumer: `csv_file_reader` windows → `inference.result`,
-/// `video_file_reader` frames → `frame.processed` + `inference.result`.
+/// `video_file_reader` frames → `frame.processed` + `inference.result`, and one
+/// `inference.result` per `session.update` (`lens_timeseries_state_processor`).
 inline constexpr std::string_view activity_monitor = "lns-emu-activity-monitor";
 /// Writes to the WebSocket mailbox drained by `session.read`.
 inline constexpr std::string_view mailbox = "lns-emu-mailbox";

@@ -10,7 +10,7 @@
 namespace lens::emulator {
 namespace json = boost::json;
 using detail::event_reply;
-using detail::lens_kind;
+using detail::lens_output;
 using detail::session_state;
 
 namespace {
@@ -60,8 +60,31 @@ event_reply server::impl::process_event(session_state& s, std::string_view type,
     if (s.destroyed)
         return error_frame("Unknown session id: " + s.id);
 
-    if (type == "session.validate")
-        return enveloped(type, ack());
+    if (type == "session.validate") // what the emulator could not run of the lens's configuration
+        return enveloped(type, ack(s.problems.empty(), s.problems));
+
+    if (type == "session.get") // the session's model parameters (docs/protocol.md §6)
+        return enveloped(type, s.model_parameters);
+
+    if (type == "session.modify") {
+        // `event_data`: the parameters to change, merged into the session's (not the lens's).
+        if (!data)
+            return enveloped(type, ack(false, json::array{"session.modify needs an object of model parameters"}));
+        // Also accepted: the parameters wrapped as `{"model_parameters": {...}}`.
+        const json::object* changes = data;
+        if (data->size() == 1)
+            if (auto* inner = data->if_contains("model_parameters"); inner && inner->is_object())
+                changes = &inner->get_object();
+        for (auto& [key, value] : *changes)
+            s.model_parameters[key] = value;
+        json::object reply = ack();
+        reply["model_parameters"] = s.model_parameters;
+        // Seen on the real server's SSE stream after a modification.
+        if (s.behaviour.output == lens_output::sse && s.feed)
+            detail::sse_append(*s.feed, json::object{{"type", "session.modify.result"},
+                                                     {"event_data", json::object{{"model_parameters", s.model_parameters}}}});
+        return enveloped(type, std::move(reply));
+    }
 
     if (type == "session.heartbeat")
         return enveloped(type, nullptr);
@@ -70,7 +93,7 @@ event_reply server::impl::process_event(session_state& s, std::string_view type,
         std::string client_id = string_or(data, "client_id");
         // Each client id is its own cursor; a new id starts from the beginning.
         std::size_t& cursor = s.read_cursors[client_id];
-        if (s.kind != lens_kind::mailbox || cursor >= s.mailbox.size())
+        if (s.behaviour.output != lens_output::mailbox || cursor >= s.mailbox.size())
             return enveloped(type, nullptr);
         json::array messages;
         for (; cursor < s.mailbox.size(); ++cursor)
@@ -81,10 +104,21 @@ event_reply server::impl::process_event(session_state& s, std::string_view type,
     if (type == "session.update") {
         ++s.num_updates;
         s.last_update_timestamp = now;
-        if (s.kind == lens_kind::mailbox) {
-            // `{"type": "data.json", "event_data": {...}}`: the lens echoes the pushed data.
+        if (s.behaviour.takes_updates) {
+            // `{"type": "data.json", "event_data": {...}}`: one result per update, carrying the data.
             const json::value* pushed = data ? data->if_contains("event_data") : nullptr;
-            append_mailbox(s, "inference.result", pushed ? *pushed : event_data);
+            const json::value& reading = pushed ? *pushed : event_data;
+            if (s.behaviour.output == lens_output::mailbox) {
+                append_mailbox(s, "inference.result", reading);
+            } else if (s.behaviour.output == lens_output::sse && s.feed) {
+                auto* focus = s.model_parameters.if_contains("focus");
+                detail::sse_append(*s.feed, detail::sensor_update_event(s.updates_fed, reading,
+                                                                        focus && focus->is_string()
+                                                                            ? std::string_view(focus->get_string())
+                                                                            : std::string_view{}));
+                ++s.num_outputs;
+            }
+            ++s.updates_fed;
         }
         return enveloped(type, ack());
     }
@@ -103,32 +137,19 @@ event_reply server::impl::process_event(session_state& s, std::string_view type,
         static const json::object empty;
         const json::object& config = config_value && config_value->is_object() ? config_value->get_object() : empty;
 
-        json::array errors;
-        const std::string* file_bytes = nullptr;
-        if (stream_type.empty())
-            errors.push_back("stream_type is required");
-        if (stream_type == "csv_file_reader" || stream_type == "video_file_reader" ||
-            stream_type == "jsonl_file_reader") {
-            std::string file_id = string_or(&config, "file_id");
-            auto it = files.find(file_id);
-            if (it != files.end())
-                file_bytes = &it->second.bytes;
-            else if (file_id.empty())
-                errors.push_back(json::string("stream_config.file_id is required for " + stream_type));
-            else
-                errors.push_back(json::string("File not found: " + file_id));
-        } else if (stream_type == "rtsp_video_streamer" || stream_type == "rtsp_video_reader") {
-            if (string_or(&config, "rtsp_url").empty())
-                errors.push_back(json::string("stream_config.rtsp_url is required for " + stream_type));
+        auto check = check_input_stream(stream_type, config);
+        if (!check.errors.empty()) {
+            // Rejected: the running input (if any) carries on; the stream says why, as the
+            // reply does.
+            if (s.behaviour.output == lens_output::sse && s.feed)
+                detail::sse_append(*s.feed, detail::lens_error_event(check.errors));
+            return enveloped(type, ack(false, std::move(check.errors)));
         }
 
-        if (s.kind == lens_kind::activity_monitor && s.feed)
-            detail::sse_input_stream(*s.feed, stream_type, config, file_bytes);
-        if (!errors.empty())
-            return enveloped(type, ack(false, std::move(errors)));
-
         ++s.num_inputs;
-        if (s.kind == lens_kind::mailbox)
+        if (s.behaviour.reads_streams && s.behaviour.output == lens_output::sse && s.feed)
+            detail::sse_input_stream(*s.feed, stream_type, config, check.file_bytes);
+        if (s.behaviour.output == lens_output::mailbox)
             append_mailbox(s, "log.info", json::object{{"message", "input stream set: " + stream_type}});
         return enveloped(type, ack());
     }
@@ -140,7 +161,7 @@ event_reply server::impl::process_event(session_state& s, std::string_view type,
                                "model.query.response", opts.ws.query_timeout_after};
         };
         // Lenses that cannot answer queries leave them to time out, like the real server.
-        if (s.kind != lens_kind::query)
+        if (!s.behaviour.answers_queries)
             return timeout();
         std::string focus = string_or(data, "focus");
         if (focus == "emulator:timeout")

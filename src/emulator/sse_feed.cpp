@@ -311,8 +311,8 @@ std::shared_ptr<sse_feed> make_sse_feed(asio::any_io_executor ex, const options&
     return std::make_shared<sse_feed>(std::move(ex), live_options, std::move(session_id));
 }
 
-void sse_input_stream(sse_feed& f, std::string_view stream_type, const json::object& stream_config,
-                      const std::string* file_bytes)
+std::vector<json::object> input_stream_events(std::string_view stream_type, const json::object& stream_config,
+                                              const std::string* file_bytes, std::size_t csv_window_rows)
 {
     std::string file_id;
     if (auto* v = stream_config.if_contains("file_id"); v && v->is_string())
@@ -323,10 +323,10 @@ void sse_input_stream(sse_feed& f, std::string_view stream_type, const json::obj
     if (file_reader && file_bytes == nullptr) {
         events.push_back(inference_error("File not found: " + (file_id.empty() ? std::string("(no file_id)") : file_id)));
     } else if (stream_type == "csv_file_reader") {
-        events = activity_monitor_csv_events(file_id, *file_bytes, f.knobs().csv_window_rows);
+        events = activity_monitor_csv_events(file_id, *file_bytes, csv_window_rows);
     } else if (stream_type == "jsonl_file_reader") {
         // JSON lines are rows without a header line.
-        events = activity_monitor_csv_events(file_id, "\n" + *file_bytes, f.knobs().csv_window_rows);
+        events = activity_monitor_csv_events(file_id, "\n" + *file_bytes, csv_window_rows);
     } else if (stream_type == "video_file_reader") {
         events = activity_monitor_video_events(file_id, *file_bytes);
     } else if (stream_type == "rtsp_video_streamer" || stream_type == "rtsp_video_reader") {
@@ -338,7 +338,50 @@ void sse_input_stream(sse_feed& f, std::string_view stream_type, const json::obj
     } else {
         events.push_back(log_info("input stream type not emulated: " + std::string(stream_type)));
     }
+    return events;
+}
+
+json::object sensor_update_event(std::size_t index, const json::value& data, std::string_view focus)
+{
+    std::string text = json::serialize(data);
+    if (!focus.empty())
+        text = std::string(focus) + ": " + text;
+    const std::uint64_t h = fnv1a(text, fnv1a(std::to_string(index)));
+    return lens_event("inference.result",
+                      json::object{{"response", json::array{json::string(text)}},
+                                   {"query_id", "qry-" + hex(h)},
+                                   {"query_metadata", json::object{{"update_index", index},
+                                                                   {"stream_type", "data.json"},
+                                                                   {"focus", focus},
+                                                                   {"data", data}}}});
+}
+
+json::object lens_log_event(std::string_view level, std::string message)
+{
+    return lens_event("log." + std::string(level), json::object{{"message", std::move(message)}});
+}
+
+json::object lens_error_event(const json::array& error_messages)
+{
+    return lens_event("inference.error", json::object{{"error_messages", error_messages}});
+}
+
+void sse_input_stream(sse_feed& f, std::string_view stream_type, const json::object& stream_config,
+                      const std::string* file_bytes)
+{
+    f.produce(input_stream_events(stream_type, stream_config, file_bytes, f.knobs().csv_window_rows));
+}
+
+void sse_produce(sse_feed& f, std::vector<json::object> events)
+{
     f.produce(std::move(events));
+}
+
+void sse_append(sse_feed& f, const json::object& event)
+{
+    if (f.destroyed_ || f.stopped_)
+        return;
+    f.append(event);
 }
 
 void sse_session_destroyed(sse_feed& f)

@@ -12,7 +12,7 @@
 namespace lens::emulator {
 namespace json = boost::json;
 using detail::lens_entry;
-using detail::lens_kind;
+using detail::lens_output;
 using detail::session_state;
 using detail::status_spelling;
 
@@ -194,17 +194,6 @@ lens_entry* server::impl::find_lens(std::string_view id)
     return nullptr;
 }
 
-lens_kind server::impl::kind_of(std::string_view lens_id) const
-{
-    if (lens_id == builtin::activity_monitor)
-        return lens_kind::activity_monitor;
-    if (lens_id == builtin::mailbox)
-        return lens_kind::mailbox;
-    if (lens_id == builtin::query)
-        return lens_kind::query;
-    return lens_kind::other;
-}
-
 // ---- sessions ----------------------------------------------------------------
 
 std::shared_ptr<session_state> server::impl::find_session(std::string_view id) const
@@ -223,8 +212,11 @@ std::shared_ptr<session_state> server::impl::create_session(const lens_entry& le
     auto s = std::make_shared<session_state>();
     s->id = "lsn-" + detail::random_hex(12);
     s->lens_id = lens.id;
-    s->kind = kind_of(lens.id);
+    s->behaviour = detail::behaviour_of(lens.record);
     s->lens = lens.record;
+    if (auto* config = lens.record.if_contains("lens_config"); config && config->is_object())
+        if (auto* p = config->get_object().if_contains("model_parameters"); p && p->is_object())
+            s->model_parameters = p->get_object();
     double now = detail::now_seconds();
     s->registration_timestamp = now;
     s->session_start_timestamp = now;
@@ -233,8 +225,14 @@ std::shared_ptr<session_state> server::impl::create_session(const lens_entry& le
     s->input_data_stream_id = "ds-" + detail::random_hex(8);
     s->output_data_stream_id = "ds-" + detail::random_hex(8);
     s->feed = detail::make_sse_feed(executor, opts, s->id);
-    if (s->kind == lens_kind::mailbox)
+    if (s->behaviour.output == lens_output::mailbox)
         append_mailbox(*s, "log.info", json::object{{"message", "session started"}});
+    for (auto& why : s->behaviour.not_emulated) {
+        s->problems.push_back(json::string(why));
+        if (s->behaviour.output == lens_output::sse)
+            detail::sse_append(*s->feed, detail::lens_log_event("warning", why));
+    }
+    start_configured_inputs(*s);
     sessions.emplace(s->id, s);
     session_order.push_back(s);
     ++counters.live_sessions;

@@ -33,19 +33,45 @@ struct lens_entry {
     bool builtin = false;
 };
 
-/// What kind of lens a session runs: decides who answers which event.
-enum class lens_kind {
-    activity_monitor, ///< writes to the SSE consumer
-    mailbox,          ///< writes to the WebSocket mailbox drained by `session.read`
-    query,            ///< answers `model.query`
-    other,            ///< a registered lens: accepts everything, produces nothing
+/// Where a lens writes its results: `lens_config.output_streams`.
+enum class lens_output {
+    none,    ///< no writer the emulator knows (`websocket_writer`: replies only)
+    sse,     ///< `server_sent_events_writer`: the SSE consumer
+    mailbox, ///< `websocket_mailbox_writer`: the WebSocket mailbox drained by `session.read`
 };
+
+/// What a session of a lens does, derived from the lens's configuration (custom_lens.cpp),
+/// built-in lenses included: their records are configurations like any other, so a
+/// registered or cloned lens with the same configuration behaves the same.
+struct lens_behaviour {
+    lens_output output = lens_output::none;
+    bool reads_streams = false;   ///< input streams produce the activity monitor's results (on SSE)
+    bool takes_updates = false;   ///< each `session.update` produces one result on `output`
+    bool answers_queries = false; ///< answers `model.query` (the query lens's behaviour)
+    /// Why the emulator cannot run the configuration (unknown processors); `session.validate`
+    /// reports them and the session produces nothing.
+    std::vector<std::string> not_emulated;
+};
+
+/// The behaviour of a lens record `{lens_id, lens_name, lens_config}` (custom_lens.cpp).
+lens_behaviour behaviour_of(const boost::json::object& lens_record);
+
+/// The configured input streams of a lens record: the `input_streams` entries that carry a
+/// `stream_config` (an entry without one only declares a type the lens accepts).
+std::vector<boost::json::object> configured_input_streams(const boost::json::object& lens_record);
 
 struct session_state {
     std::string id;
     std::string lens_id;
-    lens_kind kind = lens_kind::other;
+    lens_behaviour behaviour;
     boost::json::object lens; ///< the lens record as it was at create time
+    /// `lens_config.model_parameters` at create time, changed by `session.modify`,
+    /// answered by `session.get`.
+    boost::json::object model_parameters;
+    /// What `session.validate` reports: processors not emulated, configured input streams
+    /// that were rejected at create time.
+    boost::json::array problems;
+    std::size_t updates_fed = 0; ///< `session.update`s that produced a result
     bool destroyed = false;
     double registration_timestamp = 0;
     double session_start_timestamp = 0;
@@ -167,7 +193,14 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
 
     // ---- lenses
     detail::lens_entry* find_lens(std::string_view id);
-    detail::lens_kind kind_of(std::string_view lens_id) const;
+    /// An input stream checked as `input_stream.set` checks it.
+    struct input_check {
+        boost::json::array errors;              ///< empty: valid
+        const std::string* file_bytes = nullptr; ///< a file reader's file, when it exists
+    };
+    input_check check_input_stream(std::string_view stream_type, const boost::json::object& stream_config) const;
+    /// Starts the input streams of `s`'s lens configuration, at create time.
+    void start_configured_inputs(detail::session_state& s);
 
     // ---- sessions
     std::shared_ptr<detail::session_state> find_session(std::string_view id) const;

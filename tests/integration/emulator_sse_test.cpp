@@ -294,3 +294,48 @@ TEST_CASE("emulator sse: refusals")
     auto unknown = f.consume("lsn-unknown");
     CHECK(unknown.status == 404);
 }
+
+TEST_CASE("emulator sse: a rejected input_stream.set starts nothing - the running input carries on")
+{
+    fixture f;
+    f.emu.knobs().sse.csv_window_rows = 10;
+    const std::string csv = make_csv(30);
+    const auto id = f.session("rows.csv", csv); // log.info + 3 windows, one per millisecond
+    const auto expected = lens::emulator::detail::activity_monitor_csv_events("rows.csv", csv, 10);
+    REQUIRE(expected.size() == 4);
+
+    // RTSP without a URL: rejected. Before the fix the feed started a simulated camera anyway
+    // (and replaced the CSV input), so frames appeared on the stream.
+    json::object rtsp;
+    rtsp["stream_type"] = "rtsp_video_streamer";
+    rtsp["stream_config"] = json::object{};
+    json::value reply;
+    try {
+        reply = f.go(f.client.process_event(id, "input_stream.set", rtsp));
+    } catch (const lens::error&) {
+        // a client may report the rejection as an error; the stream is what is checked here
+    }
+    if (reply.is_object())
+        CHECK(reply.at("event_data").at("is_valid") == false);
+
+    // Every CSV result arrives (the rejection did not stop the running input), the rejection
+    // is reported once as an inference.error, and no frame of a camera ever appears.
+    auto c = f.consume(id, {.stop = after_lens_events(5)});
+    const auto got = lens_events(c);
+    REQUIRE(got.size() == 5);
+    std::size_t csv_seen = 0, errors = 0;
+    for (auto& [event_id, text] : got) {
+        auto p = json::parse(text).as_object();
+        const auto type = p.at("type").as_string();
+        CHECK(type != "frame.processed");
+        if (type == "inference.error") {
+            ++errors;
+            CHECK(p.at("event_data").at("error_messages").at(0).as_string().find("rtsp_url") != json::string::npos);
+        } else if (csv_seen < expected.size()) {
+            CHECK(p == expected[csv_seen]);
+            ++csv_seen;
+        }
+    }
+    CHECK(errors == 1);
+    CHECK(csv_seen == 4);
+}
