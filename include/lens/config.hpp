@@ -2,6 +2,7 @@
 #pragma once
 
 #include <lens/backoff.hpp>
+#include <lens/version.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -49,7 +50,8 @@ struct config {
     std::vector<std::string> session_hosts;
     /// Idle keep-alive connections kept per client.
     std::size_t max_idle_connections = 8;
-    std::string user_agent = "lens-cpp/0.1 (+https://github.com/archetypeai)";
+    /// Sent as `User-Agent`; the default names this version of lens.
+    std::string user_agent = "lens-cpp/" LENS_VERSION_STRING " (+https://github.com/archetypeai)";
 
     /// Defaults overridden by `ARCHETYPE_API_ENDPOINT` and `ARCHETYPE_API_KEY` when set.
     static config from_environment();
