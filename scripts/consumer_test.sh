@@ -89,9 +89,15 @@ done
 [[ -n ${have_include:-} && -n ${have_libdir:-} ]] || fail "pkg-config flags do not name $prefix/include and $prefix/lib: $flags"
 cxx=${CXX:-c++}
 command -v ccache >/dev/null && cxx="ccache $cxx"
+cflags=$(pkg-config --cflags lens-emulator)
+libs=$(pkg-config --libs lens-emulator)
+# Compile and link apart: ccache caches compilations only.
 # shellcheck disable=SC2086
-nice $cxx -std=c++20 -O1 "$root/tests/consumer/main.cpp" -o "$work/consumer-pkg-config" $flags ||
+nice $cxx -std=c++20 -O1 -c "$root/tests/consumer/main.cpp" -o "$work/consumer-pkg-config.o" $cflags ||
     fail "compiling the consumer with pkg-config's flags"
+# shellcheck disable=SC2086
+${CXX:-c++} "$work/consumer-pkg-config.o" -o "$work/consumer-pkg-config" $libs ||
+    fail "linking the consumer with pkg-config's flags"
 timeout 60 "$work/consumer-pkg-config" >/dev/null || fail "the consumer (pkg-config) exited $?"
 
 # ---- 2. add_subdirectory -------------------------------------------------------------------
