@@ -3,6 +3,7 @@
 
 #include <lens/backoff.hpp>
 #include <lens/logger.hpp>
+#include <lens/version.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -53,8 +54,8 @@ struct config {
     std::vector<std::string> session_hosts;
     /// Idle keep-alive connections kept per client.
     std::size_t max_idle_connections = 8;
-    /// Sent as `User-Agent` with every request and upgrade.
-    std::string user_agent = "lens-cpp/0.1 (+https://github.com/archetypeai)";
+    /// Sent as `User-Agent` with every request and upgrade; the default names this version of lens.
+    std::string user_agent = "lens-cpp/" LENS_VERSION_STRING " (+https://github.com/archetypeai)";
     /// The logging hook of the client and of every session and event stream made from
     /// this configuration (see lens/logger.hpp). Off by default; free when off.
     logger log;

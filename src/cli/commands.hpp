@@ -13,8 +13,8 @@ namespace lens::cli {
 
 /// Global options, parsed before any subcommand runs.
 struct globals {
-    std::string endpoint;       ///< --endpoint (else ARCHETYPE_API_ENDPOINT, else the default)
-    std::string api_key;        ///< --api-key  (else ARCHETYPE_API_KEY)
+    std::string endpoint;       ///< --endpoint (CLI11 fills it from ARCHETYPE_API_ENDPOINT; empty: the default)
+    std::string api_key;        ///< --api-key  (CLI11 fills it from ARCHETYPE_API_KEY)
     double timeout_seconds = 0; ///< --timeout  (0: the config default)
     std::string ca_file;        ///< --ca-file
 

@@ -1,9 +1,10 @@
 // The `lens` command line tool. Results are JSON on stdout; an error is one
-// line on stderr and exit status 1 (2 for usage errors, from CLI11).
+// line on stderr and a non-zero exit status (see exit_status below).
 #include "cli/commands.hpp"
 
 #include <lens/detail/deadline.hpp>
 #include <lens/error.hpp>
+#include <lens/version.hpp>
 
 #include <boost/json/serialize.hpp>
 
@@ -13,7 +14,9 @@ namespace lens::cli {
 
 lens::config globals::make_config() const
 {
-    auto cfg = lens::config::from_environment();
+    // --endpoint and --api-key already hold $ARCHETYPE_API_ENDPOINT / $ARCHETYPE_API_KEY
+    // when given no value on the command line (CLI11's envname).
+    lens::config cfg;
     if (!endpoint.empty())
         cfg.endpoint = endpoint;
     if (!api_key.empty())
@@ -35,6 +38,24 @@ void print_json_line(const boost::json::value& v)
     std::cout << boost::json::serialize(v) << '\n' << std::flush;
 }
 
+namespace {
+
+/// The exit statuses of `lens`, documented in `lens --help` and the README.
+enum exit_status : int {
+    success = 0,          ///< the command did what was asked (also --help, --version)
+    operation_failed = 1, ///< the API, the network, a file or a deadline said no
+    usage_error = 2,      ///< the command line is wrong; nothing was sent
+};
+
+constexpr const char* exit_status_help = "Exit status:\n"
+                                         "  0  success (also --help and --version)\n"
+                                         "  1  the operation failed: an API error, the network, a file, a deadline\n"
+                                         "     (one line on stderr names the operation and the cause)\n"
+                                         "  2  usage error: unknown or missing subcommand, option or value; nothing was sent\n"
+                                         "  128+N  killed by signal N (lens emulator exits 0 on SIGINT and SIGTERM)";
+
+} // namespace
+
 } // namespace lens::cli
 
 int main(int argc, char** argv)
@@ -42,9 +63,13 @@ int main(int argc, char** argv)
     using namespace lens::cli;
     CLI::App app{"lens — a client for the Archetype AI Lens API"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", "lens " LENS_VERSION_STRING, "Print \"lens <version>\" and exit");
+    app.footer(exit_status_help);
     globals g;
-    app.add_option("--endpoint", g.endpoint, "API base URL (default: $ARCHETYPE_API_ENDPOINT or the public API)");
-    app.add_option("--api-key", g.api_key, "API key (default: $ARCHETYPE_API_KEY)");
+    // No capture_default_str: --help shows the variable's name, never its value (the key).
+    app.add_option("--endpoint", g.endpoint, "API base URL (default: the public API)")
+        ->envname("ARCHETYPE_API_ENDPOINT");
+    app.add_option("--api-key", g.api_key, "API key")->envname("ARCHETYPE_API_KEY");
     app.add_option("--timeout", g.timeout_seconds, "Deadline of each call, in seconds")->check(CLI::PositiveNumber);
     app.add_option("--ca-file", g.ca_file, "Extra CA certificates (PEM) to trust");
 
@@ -57,12 +82,18 @@ int main(int argc, char** argv)
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // app.exit prints help, the version or the error message. CLI11's own codes
+        // (106 for most parse errors) are not ours: every usage error is 2.
+        const int code = app.exit(e);
+        return code == 0 ? success : usage_error;
     }
     try {
-        return run ? run() : 0;
+        return run ? run() : success;
     } catch (const std::exception& e) {
         std::cerr << "lens: " << e.what() << '\n';
-        return 1;
+        return operation_failed;
+    } catch (...) {
+        std::cerr << "lens: unknown error\n";
+        return operation_failed;
     }
 }

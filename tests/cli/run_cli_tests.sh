@@ -313,13 +313,65 @@ no_secret wrong_key_create "$WRONG"
 # An endpoint nobody listens on (the port of an emulator stopped below is reused later).
 expect_error unreachable "lens/metadata" --endpoint "http://127.0.0.1:1/v0.5" --api-key "$KEY" --timeout 5 lenses list
 
-# Usage errors: non-zero status (CLI11's own message).
+# Usage errors: exit status 2 (CLI11's message; its own code would be 106), nothing on stdout.
+# expect_status NAME STATUS: the exit status of the run NAME.
+expect_status() {
+    local rc
+    rc=$(cat "$TMP/$1.rc")
+    if [[ $rc == "$2" ]]; then pass; else fail "$1: exit status $rc, expected $2: $(head -c 300 "$TMP/$1.err")"; fi
+}
 run_lens no_subcommand
-[[ $(cat "$TMP/no_subcommand.rc") != 0 ]] && pass || fail "'lens' without a subcommand exited 0"
+expect_status no_subcommand 2
 run_lens lenses_no_subcommand "${G[@]}" lenses
-[[ $(cat "$TMP/lenses_no_subcommand.rc") != 0 ]] && pass || fail "'lens lenses' without a subcommand exited 0"
+expect_status lenses_no_subcommand 2
 run_lens bad_timeout "${G[@]}" --timeout 0 lenses list
-[[ $(cat "$TMP/bad_timeout.rc") != 0 ]] && pass || fail "'--timeout 0' was accepted"
+expect_status bad_timeout 2
+run_lens unknown_option "${G[@]}" --no-such-option lenses list
+expect_status unknown_option 2
+[[ -s "$TMP/unknown_option.out" ]] && fail "unknown_option: unexpected stdout: $(head -c 300 "$TMP/unknown_option.out")"
+grep -qF -- "--no-such-option" "$TMP/unknown_option.err" || fail "unknown_option: stderr does not name the option"
+no_secret unknown_option
+run_lens unknown_subcommand "${G[@]}" no-such-subcommand
+expect_status unknown_subcommand 2
+run_lens missing_value "${G[@]}" sessions get
+expect_status missing_value 2
+# The exit status of usage errors checked above by usage_error is 2 too.
+expect_status ws_input_bad_size 2
+expect_status ws_query_no_image 2
+# An operation that fails is 1.
+expect_status wrong_key 1
+expect_status unreachable 1
+
+# --version: "lens <version>" on stdout, exit 0, whatever else is on the command line.
+run_lens version --version
+expect_status version 0
+grep -Eqx 'lens [0-9]+\.[0-9]+\.[0-9]+' "$TMP/version.out" ||
+    fail "version: stdout is not 'lens <major>.<minor>.<patch>': $(cat "$TMP/version.out")"
+[[ -s "$TMP/version.err" ]] && fail "version: unexpected stderr: $(cat "$TMP/version.err")"
+# --help documents the exit statuses.
+run_lens help_exit "${G[@]}" --help
+expect_status help_exit 0
+for code in "0  success" "1  the operation failed" "2  usage error"; do
+    contains help_exit "$code"
+done
+
+# The environment supplies --endpoint and --api-key (CLI11 envname) ...
+ARCHETYPE_API_ENDPOINT=$ENDPOINT ARCHETYPE_API_KEY=$KEY expect_ok env_endpoint lenses get lns-emu-query &&
+    contains env_endpoint '"lens_id":"lns-emu-query"'
+# ... the command line wins over it ...
+ARCHETYPE_API_ENDPOINT=http://127.0.0.1:1/v0.5 expect_ok env_overridden "${G[@]}" lenses list
+# ... an empty variable is no value (no key: the call fails, status 1) ...
+ARCHETYPE_API_ENDPOINT=$ENDPOINT ARCHETYPE_API_KEY= run_lens env_empty_key --timeout 5 lenses list
+expect_status env_empty_key 1
+[[ -s "$TMP/env_empty_key.out" ]] && fail "env_empty_key: unexpected stdout: $(head -c 300 "$TMP/env_empty_key.out")"
+# ... and --help names the variables but never shows the key's value.
+ARCHETYPE_API_ENDPOINT=$ENDPOINT ARCHETYPE_API_KEY=$KEY run_lens env_help --help
+contains env_help ARCHETYPE_API_KEY
+contains env_help ARCHETYPE_API_ENDPOINT
+no_secret env_help
+ARCHETYPE_API_KEY=$KEY run_lens env_usage_error --no-such-option lenses list
+expect_status env_usage_error 2
+no_secret env_usage_error
 
 stop_emulator emu_http "$HTTP_PID" TERM
 
