@@ -142,7 +142,7 @@ struct mailbox_message {
 
 /// The reply to `session.read`: empty when the server's `event_data` is null.
 struct read_result {
-    std::vector<mailbox_message> messages; ///< the drained messages, oldest first
+    std::vector<mailbox_message> messages; ///< the drained messages, in the server's order
     std::string client_id;                 ///< the cursor read: the server's echo, else the id sent
     boost::json::value raw;                ///< the whole reply, `api_key` removed
 };
@@ -160,7 +160,7 @@ struct session_stats {
     std::size_t connects = 0;          ///< successful upgrades (first connect included)
     std::size_t connect_failures = 0;  ///< connection attempts that failed (connect, TLS or upgrade)
     std::size_t requests_sent = 0;     ///< request frames written, resends after a reconnect included
-    std::size_t replies_matched = 0;   ///< replies handed to a waiting request
+    std::size_t replies_matched = 0;   ///< replies handed to a waiting request (failure replies included)
     std::size_t late_replies_dropped = 0; ///< replies to callers that had given up
     std::size_t inbox_dropped = 0;     ///< unsolicited frames dropped over inbox_capacity or inbox_max_bytes
     std::size_t heartbeats_sent = 0;   ///< automatic `session.heartbeat`s (heartbeat_idle), not heartbeat() calls
