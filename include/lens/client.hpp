@@ -1,26 +1,27 @@
-// lens/client.hpp — the REST face of the Lens API.
-//
-// A `client` owns a configuration and a small pool of keep-alive connections
-// to one endpoint. Every call is an awaitable with a deadline (`config::timeout`,
-// retries and backoff included); transient failures (429, 5xx, connection
-// failures) are retried with exponential backoff and jitter, honouring
-// `Retry-After`. Calls that may have taken effect (create, register, clone,
-// upload, events/process) are retried on a 5xx or a dropped connection only
-// when the request surely never reached the server: a failed connect, or a 429
-// (the server refused it unprocessed).
-//
-// Failures throw `lens::error` naming the operation: "sessions/create: 401 ...".
-// Every operation also takes an Asio completion token (lens/completion_token.hpp):
-// `co_await c.list_sessions(asio::as_tuple(asio::use_awaitable))` reports the failure
-// as an error code instead, with the details in an optional `lens::diagnostics&`.
-// Records handed out never contain the `api_key` field the server echoes.
-//
-// A client is a cheap handle: copies share the configuration and the connection
-// pool. Every call keeps the shared state alive until it completes, so the last
-// copy may be destroyed while calls are in flight; a moved-from client fails every
-// call with errc::closed. Like Asio I/O objects, it is used from one thread (its
-// executor's). Per-call cancellation works:
-// `co_await (c.list_sessions() || timer.async_wait())`.
+/// \file
+/// lens/client.hpp — the REST face of the Lens API.
+///
+/// A `client` owns a configuration and a small pool of keep-alive connections
+/// to one endpoint. Every call is an awaitable with a deadline (`config::timeout`,
+/// retries and backoff included); transient failures (429, 5xx, connection
+/// failures) are retried with exponential backoff and jitter, honouring
+/// `Retry-After`. Calls that may have taken effect (create, register, clone,
+/// upload, events/process) are retried on a 5xx or a dropped connection only
+/// when the request surely never reached the server: a failed connect, or a 429
+/// (the server refused it unprocessed).
+///
+/// Failures throw `lens::error` naming the operation: "sessions/create: 401 ...".
+/// Every operation also takes an Asio completion token (lens/completion_token.hpp):
+/// `co_await c.list_sessions(asio::as_tuple(asio::use_awaitable))` reports the failure
+/// as an error code instead, with the details in an optional `lens::diagnostics&`.
+/// Records handed out never contain the `api_key` field the server echoes.
+///
+/// A client is a cheap handle: copies share the configuration and the connection
+/// pool. Every call keeps the shared state alive until it completes, so the last
+/// copy may be destroyed while calls are in flight; a moved-from client fails every
+/// call with errc::closed. Like Asio I/O objects, it is used from one thread (its
+/// executor's). Per-call cancellation works:
+/// `co_await (c.list_sessions() || timer.async_wait())`.
 #pragma once
 
 #include <lens/completion_token.hpp>
@@ -70,17 +71,30 @@ struct client_stats {
     std::uint64_t bytes_received = 0;    ///< reply body bytes
 };
 
+/// The REST client of the Lens API: a cheap, copyable handle to one endpoint's
+/// configuration, TLS context and keep-alive connection pool (see the file description
+/// for deadlines, retries, errors and threading).
 class client {
 public:
+    /// Validates `cfg` and takes it; every operation runs on `executor`. Throws lens::error
+    /// (errc::invalid_argument) for an endpoint that is not an http(s) URL, a control
+    /// character in the API key, user agent or a session host (header injection), or a CA
+    /// file that cannot be loaded; nothing is sent then. Connects lazily, on the first call.
     client(boost::asio::any_io_executor executor, config cfg);
+    /// Drops this handle; calls in flight keep the shared state alive until they complete.
     ~client();
+    /// Another handle to the same configuration, connection pool and counters.
     client(const client&) = default;
+    /// Makes this a handle to `other`'s configuration, connection pool and counters.
     client& operator=(const client&) = default;
-    client(client&&) noexcept;
-    client& operator=(client&&) noexcept;
+    /// Takes over `other`'s handle; `other` then fails every call with errc::closed.
+    client(client&& other) noexcept;
+    /// Takes over `other`'s handle; `other` then fails every call with errc::closed.
+    client& operator=(client&& other) noexcept;
 
-    /// Both throw errc::closed on a moved-from client.
+    /// The configuration the client was made with. Throws errc::closed on a moved-from client.
     const config& configuration() const;
+    /// The executor every operation runs on. Throws errc::closed on a moved-from client.
     boost::asio::any_io_executor get_executor() const;
     /// The REST counters of this client and its copies; empty on a moved-from client.
     client_stats stats() const noexcept;
@@ -102,28 +116,34 @@ public:
     {
         return run<session>(std::forward<Token>(token), [&] { return open_session_task(record, opts); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
     auto open_session(const session_record& record, const session_options& opts, diagnostics& diag,
                       Token&& token = {}) const
     {
         return run<session>(std::forward<Token>(token), diag, [&] { return open_session_task(record, opts); });
     }
-    /// \overload with default options (an overload, not a default argument: g++ 12).
+    /// \overload
+    /// With default options (an overload, not a default argument: g++ 12).
     template <completion_token_for<session> Token = default_token>
     auto open_session(const session_record& record, Token&& token = {}) const
     {
         return run<session>(std::forward<Token>(token), [&] { return open_session_task(record); });
     }
-    /// \overload with default options, filling `diag` on failure.
+    /// \overload
+    /// With default options, filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
     auto open_session(const session_record& record, diagnostics& diag, Token&& token = {}) const
     {
         return run<session>(std::forward<Token>(token), diag, [&] { return open_session_task(record); });
     }
     /// The SSE consumer of `session_id`; connects on its first `connect()` or `next()`.
+    /// Throws errc::closed on a moved-from client, errc::invalid_argument for an
+    /// `opts.last_event_id` that is not a valid header value.
     event_stream events(std::string session_id, const event_stream_options& opts) const;
-    /// \overload with default options.
+    /// \overload
+    /// With default options (an overload, not a default argument: g++ 12).
     event_stream events(std::string session_id) const;
 
     // ---- lenses ------------------------------------------------------------
@@ -133,7 +153,8 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return lens_info_task(); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto lens_info(diagnostics& diag, Token&& token = {})
     {
@@ -145,7 +166,8 @@ public:
     {
         return run<std::vector<lens_record>>(std::forward<Token>(token), [&] { return list_lenses_task(); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<std::vector<lens_record>> Token = default_token>
     auto list_lenses(diagnostics& diag, Token&& token = {})
     {
@@ -157,7 +179,8 @@ public:
     {
         return run<lens_record>(std::forward<Token>(token), [&] { return get_lens_task(std::move(lens_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<lens_record> Token = default_token>
     auto get_lens(std::string lens_id, diagnostics& diag, Token&& token = {})
     {
@@ -170,7 +193,8 @@ public:
         return run<lens_record>(std::forward<Token>(token),
                                 [&] { return register_lens_task(std::move(lens_name), std::move(lens_config)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<lens_record> Token = default_token>
     auto register_lens(std::string lens_name, boost::json::object lens_config, diagnostics& diag, Token&& token = {})
     {
@@ -183,7 +207,8 @@ public:
     {
         return run<lens_record>(std::forward<Token>(token), [&] { return clone_lens_task(std::move(lens_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<lens_record> Token = default_token>
     auto clone_lens(std::string lens_id, diagnostics& diag, Token&& token = {})
     {
@@ -196,7 +221,8 @@ public:
         return run<lens_record>(std::forward<Token>(token),
                                 [&] { return modify_lens_task(std::move(lens_id), std::move(fields)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<lens_record> Token = default_token>
     auto modify_lens(std::string lens_id, boost::json::object fields, diagnostics& diag, Token&& token = {})
     {
@@ -209,7 +235,8 @@ public:
     {
         return run<void>(std::forward<Token>(token), [&] { return delete_lens_task(std::move(lens_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto delete_lens(std::string lens_id, diagnostics& diag, Token&& token = {})
     {
@@ -222,7 +249,8 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return sessions_info_task(); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto sessions_info(diagnostics& diag, Token&& token = {})
     {
@@ -234,7 +262,8 @@ public:
     {
         return run<std::vector<session_record>>(std::forward<Token>(token), [&] { return list_sessions_task(); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<std::vector<session_record>> Token = default_token>
     auto list_sessions(diagnostics& diag, Token&& token = {})
     {
@@ -246,7 +275,8 @@ public:
     {
         return run<session_record>(std::forward<Token>(token), [&] { return get_session_task(std::move(session_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session_record> Token = default_token>
     auto get_session(std::string session_id, diagnostics& diag, Token&& token = {})
     {
@@ -259,7 +289,8 @@ public:
     {
         return run<session_record>(std::forward<Token>(token), [&] { return create_session_task(std::move(lens_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session_record> Token = default_token>
     auto create_session(std::string lens_id, diagnostics& diag, Token&& token = {})
     {
@@ -273,7 +304,8 @@ public:
         return run<session_record>(std::forward<Token>(token),
                                    [&] { return destroy_session_task(std::move(session_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session_record> Token = default_token>
     auto destroy_session(std::string session_id, diagnostics& diag, Token&& token = {})
     {
@@ -288,7 +320,8 @@ public:
             return process_event_task(std::move(session_id), std::move(type), std::move(event_data));
         });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto process_event(std::string session_id, std::string type, boost::json::value event_data, diagnostics& diag,
                        Token&& token = {})
@@ -305,7 +338,8 @@ public:
     {
         return run<file_record>(std::forward<Token>(token), [&] { return upload_file_task(std::move(path)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file(std::filesystem::path path, diagnostics& diag, Token&& token = {})
     {
@@ -318,7 +352,8 @@ public:
         return run<file_record>(std::forward<Token>(token),
                                 [&] { return upload_file_task(std::move(file_name), std::move(contents)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file(std::string file_name, std::string contents, diagnostics& diag, Token&& token = {})
     {
@@ -332,7 +367,8 @@ public:
         return run<file_record>(std::forward<Token>(token),
                                 [&] { return upload_file_base64_task(std::move(file_name), std::move(contents)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file_base64(std::string file_name, std::string contents, diagnostics& diag, Token&& token = {})
     {
@@ -345,7 +381,8 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return files_info_task(); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto files_info(diagnostics& diag, Token&& token = {})
     {
@@ -357,7 +394,8 @@ public:
     {
         return run<std::vector<file_record>>(std::forward<Token>(token), [&] { return list_files_task(); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<std::vector<file_record>> Token = default_token>
     auto list_files(diagnostics& diag, Token&& token = {})
     {
@@ -369,7 +407,8 @@ public:
     {
         return run<file_record>(std::forward<Token>(token), [&] { return get_file_task(std::move(file_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<file_record> Token = default_token>
     auto get_file(std::string file_id, diagnostics& diag, Token&& token = {})
     {
@@ -381,7 +420,8 @@ public:
     {
         return run<std::string>(std::forward<Token>(token), [&] { return download_file_task(std::move(file_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<std::string> Token = default_token>
     auto download_file(std::string file_id, diagnostics& diag, Token&& token = {})
     {
@@ -394,7 +434,8 @@ public:
     {
         return run<void>(std::forward<Token>(token), [&] { return delete_file_task(std::move(file_id)); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto delete_file(std::string file_id, diagnostics& diag, Token&& token = {})
     {

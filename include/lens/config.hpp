@@ -1,4 +1,5 @@
-// lens/config.hpp — where to connect, with which key, and how patiently.
+/// \file
+/// lens/config.hpp — where to connect, with which key, and how patiently.
 #pragma once
 
 #include <lens/backoff.hpp>

@@ -1,18 +1,19 @@
-// lens/diagnostics.hpp — what a failure said, for callers that take error codes
-// instead of exceptions.
-//
-// A `lens::error` carries more than its code: the operation, the HTTP status and the
-// server's own diagnostics. The overloads of lens operations that take a
-// `lens::diagnostics&` (just before the completion token, as in Boost.MySQL) keep all
-// of it reachable without an exception:
-//
-//     lens::diagnostics diag;
-//     auto [ec, s] = co_await c.get_session(id, diag, asio::as_tuple(asio::use_awaitable));
-//     if (ec)
-//         std::cerr << diag.message() << '\n';   // "sessions/metadata: no record with id ..."
-//
-// Filled when the operation fails, cleared when it succeeds. Like every lens message,
-// it never holds the API key.
+/// \file
+/// lens/diagnostics.hpp — what a failure said, for callers that take error codes
+/// instead of exceptions.
+///
+/// A `lens::error` carries more than its code: the operation, the HTTP status and the
+/// server's own diagnostics. The overloads of lens operations that take a
+/// `lens::diagnostics&` (just before the completion token, as in Boost.MySQL) keep all
+/// of it reachable without an exception:
+///
+///     lens::diagnostics diag;
+///     auto [ec, s] = co_await c.get_session(id, diag, asio::as_tuple(asio::use_awaitable));
+///     if (ec)
+///         std::cerr << diag.message() << '\n';   // "sessions/metadata: no record with id ..."
+///
+/// Filled when the operation fails, cleared when it succeeds. Like every lens message,
+/// it never holds the API key.
 #pragma once
 
 #include <lens/error.hpp>

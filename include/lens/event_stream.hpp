@@ -1,86 +1,87 @@
-// lens/event_stream.hpp — a session's SSE consumer as an async generator of
-// typed events, resumable without loss (docs/protocol.md §4).
-//
-//     lens::event_stream stream(executor, cfg, session_id);
-//     co_await stream.connect();                // optional: before input_stream.set
-//     while (auto ev = co_await stream.next())  // nullopt after sse.stream.end
-//         handle(*ev);
-//
-// How it works. One reader coroutine per stream owns the HTTP connection: it
-// reads the body and hands the bytes to a sans-I/O state machine
-// (src/detail/stream_fsm.hpp) that parses them (lens::sse::parser), decodes and
-// scrubs the events, queues them, and decides every step: connect, read, pause,
-// wait, give up. `next()` takes from the queue and never touches the socket, so
-// it composes with timeouts and cancellation:
-//
-//     auto r = co_await (stream.next() || timer.async_wait(use_awaitable));
-//
-// is safe: when the timer wins, `next()` gives up without taking an event (it
-// checks its cancellation state before taking one), so nothing is lost and the
-// connection is unaffected. One timer per stream serves the reconnection delay
-// and the idle watchdog; close() (and the destructor) stops the reader, its
-// timer and its connection — nothing keeps running on its own afterwards.
-//
-// Backpressure (bounded buffering). The reader stops reading the socket while
-// the queue holds `queue_capacity` events or `queue_max_bytes` payload bytes,
-// and reads again as soon as `next()` brings it below both; TCP flow control
-// then holds the server. Bytes are parsed at most `parse_slice` at a time and
-// the queue is checked between slices, so at most `queue_capacity - 1` events
-// plus the events completed in one slice are queued, and at most
-// `queue_max_bytes - 1` bytes plus those events' bytes (one event of up to
-// `limits.max_event` at worst). Besides the queue, the stream buffers one socket
-// read (`read_buffer_size`) not yet parsed and the parser's unfinished line and
-// event (bounded by `limits`). `statistics()` reports the peaks.
-//
-// Resilience.
-// - Network errors, a body that ends without `sse.stream.end`, and the idle
-//   watchdog (a read pending for `idle_timeout` with no bytes at all —
-//   heartbeats count; a reader paused by backpressure is not idle) make the
-//   reader reconnect, sending `Last-Event-ID` with the id of the last event it
-//   received. Every event is delivered once: an event cut in half by a
-//   connection loss is discarded by the parser and resent by the server after
-//   the id.
-// - Every reconnection is decided by lens::decide_retry (lens/retry.hpp) with
-//   the `reconnect` policy: an exponential, capped, jittered delay, or the
-//   server's hint when longer — the SSE `retry:` field and a refusal's
-//   `Retry-After`, both clamped to `reconnect.max_server_delay`, so no server
-//   can make the stream storm or stall.
-// - The schedule starts over only after a connection that stayed up
-//   `reconnect.reset_after` (measured from the accepted reply to its end).
-//   Events do not reset it: a server that sends one event and closes meets
-//   ever longer delays, up to `reconnect.max`.
-// - Statuses follow lens::status_condition: 401 and 403 fail at once
-//   (errc::unauthorized), 404 (errc::not_found) and every other non-200 status
-//   but 408 and 429 (errc::http_error) too; 408, 429 and 5xx are retried. A 200
-//   that is not `text/event-stream` fails (errc::not_event_stream). There is no
-//   limit on the body's size; the parser's line and event limits apply
-//   (errc::limit_exceeded, fatal: reconnecting would meet the same event again).
-// - Giving up: before the first accepted reply the stream makes at most
-//   `config::retry.max_attempts` attempts; after it, at most
-//   `reconnect.max_attempts` attempts in a row without a stable connection (the
-//   one that dropped included; 0: never give up). Then the stream fails with the
-//   last failure's code.
-// A failure is thrown from `next()` (as lens::error naming "events") once every
-// event received before it has been delivered.
-//
-// Secrets. The API key is sent in the Authorization header only. It is removed
-// from everything the server sends before lens hands it on: each event's id,
-// raw JSON (members named `api_key` dropped, the key replaced at any depth and
-// in any escape form), typed fields and malformed text, and the refusal's
-// diagnostics and errors. No error, log or statistic holds it. (The id sent back
-// in `Last-Event-ID` is the server's own, as received, to the server it came from.)
-//
-// Header values. `last_event_id` holding CR, LF or another control character is
-// refused by the constructor (lens::error, errc::invalid_argument) before
-// anything is sent — header injection is impossible by construction. An id the
-// server sends that cannot be sent back fails the stream (errc::protocol_error)
-// when a reconnection would need it.
-//
-// Moved-from streams: `next()` returns nullopt, `connect()` throws
-// errc::closed, `close()` does nothing, the accessors return empty values.
-//
-// Threading: like Asio I/O objects, a stream is used from one thread (its
-// executor's), and one `next()` or `connect()` at a time.
+/// \file
+/// lens/event_stream.hpp — a session's SSE consumer as an async generator of
+/// typed events, resumable without loss (docs/protocol.md §4).
+///
+///     lens::event_stream stream(executor, cfg, session_id);
+///     co_await stream.connect();                // optional: before input_stream.set
+///     while (auto ev = co_await stream.next())  // nullopt after sse.stream.end
+///         handle(*ev);
+///
+/// How it works. One reader coroutine per stream owns the HTTP connection: it
+/// reads the body and hands the bytes to a sans-I/O state machine
+/// (src/detail/stream_fsm.hpp) that parses them (lens::sse::parser), decodes and
+/// scrubs the events, queues them, and decides every step: connect, read, pause,
+/// wait, give up. `next()` takes from the queue and never touches the socket, so
+/// it composes with timeouts and cancellation:
+///
+///     auto r = co_await (stream.next() || timer.async_wait(use_awaitable));
+///
+/// is safe: when the timer wins, `next()` gives up without taking an event (it
+/// checks its cancellation state before taking one), so nothing is lost and the
+/// connection is unaffected. One timer per stream serves the reconnection delay
+/// and the idle watchdog; close() (and the destructor) stops the reader, its
+/// timer and its connection — nothing keeps running on its own afterwards.
+///
+/// Backpressure (bounded buffering). The reader stops reading the socket while
+/// the queue holds `queue_capacity` events or `queue_max_bytes` payload bytes,
+/// and reads again as soon as `next()` brings it below both; TCP flow control
+/// then holds the server. Bytes are parsed at most `parse_slice` at a time and
+/// the queue is checked between slices, so at most `queue_capacity - 1` events
+/// plus the events completed in one slice are queued, and at most
+/// `queue_max_bytes - 1` bytes plus those events' bytes (one event of up to
+/// `limits.max_event` at worst). Besides the queue, the stream buffers one socket
+/// read (`read_buffer_size`) not yet parsed and the parser's unfinished line and
+/// event (bounded by `limits`). `statistics()` reports the peaks.
+///
+/// Resilience.
+/// - Network errors, a body that ends without `sse.stream.end`, and the idle
+///   watchdog (a read pending for `idle_timeout` with no bytes at all —
+///   heartbeats count; a reader paused by backpressure is not idle) make the
+///   reader reconnect, sending `Last-Event-ID` with the id of the last event it
+///   received. Every event is delivered once: an event cut in half by a
+///   connection loss is discarded by the parser and resent by the server after
+///   the id.
+/// - Every reconnection is decided by lens::decide_retry (lens/retry.hpp) with
+///   the `reconnect` policy: an exponential, capped, jittered delay, or the
+///   server's hint when longer — the SSE `retry:` field and a refusal's
+///   `Retry-After`, both clamped to `reconnect.max_server_delay`, so no server
+///   can make the stream storm or stall.
+/// - The schedule starts over only after a connection that stayed up
+///   `reconnect.reset_after` (measured from the accepted reply to its end).
+///   Events do not reset it: a server that sends one event and closes meets
+///   ever longer delays, up to `reconnect.max`.
+/// - Statuses follow lens::status_condition: 401 and 403 fail at once
+///   (errc::unauthorized), 404 (errc::not_found) and every other non-200 status
+///   but 408 and 429 (errc::http_error) too; 408, 429 and 5xx are retried. A 200
+///   that is not `text/event-stream` fails (errc::not_event_stream). There is no
+///   limit on the body's size; the parser's line and event limits apply
+///   (errc::limit_exceeded, fatal: reconnecting would meet the same event again).
+/// - Giving up: before the first accepted reply the stream makes at most
+///   `config::retry.max_attempts` attempts; after it, at most
+///   `reconnect.max_attempts` attempts in a row without a stable connection (the
+///   one that dropped included; 0: never give up). Then the stream fails with the
+///   last failure's code.
+/// A failure is thrown from `next()` (as lens::error naming "events") once every
+/// event received before it has been delivered.
+///
+/// Secrets. The API key is sent in the Authorization header only. It is removed
+/// from everything the server sends before lens hands it on: each event's id,
+/// raw JSON (members named `api_key` dropped, the key replaced at any depth and
+/// in any escape form), typed fields and malformed text, and the refusal's
+/// diagnostics and errors. No error, log or statistic holds it. (The id sent back
+/// in `Last-Event-ID` is the server's own, as received, to the server it came from.)
+///
+/// Header values. `last_event_id` holding CR, LF or another control character is
+/// refused by the constructor (lens::error, errc::invalid_argument) before
+/// anything is sent — header injection is impossible by construction. An id the
+/// server sends that cannot be sent back fails the stream (errc::protocol_error)
+/// when a reconnection would need it.
+///
+/// Moved-from streams: `next()` returns nullopt, `connect()` throws
+/// errc::closed, `close()` does nothing, the accessors return empty values.
+///
+/// Threading: like Asio I/O objects, a stream is used from one thread (its
+/// executor's), and one `next()` or `connect()` at a time.
 #pragma once
 
 #include <lens/backoff.hpp>
@@ -104,6 +105,8 @@ namespace lens {
 
 namespace detail { class endpoint; }
 
+/// How an event stream buffers, watches for silence and reconnects; the defaults suit
+/// the Lens API's 10 s heartbeats.
 struct event_stream_options {
     /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
     /// in a co_await expression. Start from a named value and set members.
@@ -150,6 +153,8 @@ struct event_stream_stats {
     std::size_t reader_pauses = 0;        ///< times the reader stopped reading for a full queue
 };
 
+/// A session's SSE consumer: an async generator of typed events (`next()`) that
+/// reconnects and resumes without loss (see the file description). Move-only.
 class event_stream {
 public:
     /// Prepares the consumer of `session_id` at `cfg.endpoint`; connects on the
@@ -158,15 +163,18 @@ public:
     /// header value; nothing is sent then.
     event_stream(boost::asio::any_io_executor executor, config cfg, std::string session_id,
                  event_stream_options opts);
-    /// \overload with default options (an overload, not a default argument: see session.hpp).
+    /// \overload
+    /// With default options (an overload, not a default argument: see session.hpp).
     event_stream(boost::asio::any_io_executor executor, config cfg, std::string session_id);
     /// Used by `client::events`: shares the client's endpoint (TLS context, header checks,
     /// redaction).
     event_stream(boost::asio::any_io_executor executor, std::shared_ptr<const detail::endpoint> ep,
                  std::string session_id, event_stream_options opts);
 
-    event_stream(event_stream&&) noexcept;
-    event_stream& operator=(event_stream&&) noexcept;
+    /// Takes over `other`'s reader, queue and connection; `other` becomes moved-from.
+    event_stream(event_stream&& other) noexcept;
+    /// Closes this stream, then takes over `other`'s; `other` becomes moved-from.
+    event_stream& operator=(event_stream&& other) noexcept;
     /// Closes the stream (see close()).
     ~event_stream();
 
@@ -180,7 +188,8 @@ public:
     {
         return run<void>(std::forward<Token>(token), [&] { return connect_task(impl_); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto connect(diagnostics& diag, Token&& token = {})
     {
@@ -197,7 +206,8 @@ public:
     {
         return run<std::optional<session_event>>(std::forward<Token>(token), [&] { return next_task(impl_); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<std::optional<session_event>> Token = default_token>
     auto next(diagnostics& diag, Token&& token = {})
     {
@@ -213,7 +223,9 @@ public:
     const std::string& last_event_id() const noexcept;
     /// True once `sse.stream.end` was received.
     bool ended() const noexcept;
+    /// The session whose events this stream consumes (empty when moved-from).
     const std::string& session_id() const noexcept;
+    /// A snapshot of the counters (all zero when moved-from).
     event_stream_stats statistics() const noexcept;
 
     struct impl;

@@ -1,47 +1,48 @@
-// lens/logger.hpp — the logging hook: what lens does about failures, as it does it.
-//
-// Reconnects, retries, dead peers, rate limiting, inbox overflow and stream resumption
-// are otherwise visible only by polling counters (`client::stats()`,
-// `session::stats()`, `event_stream::statistics()`). A `logger` set in
-// `config::log` receives one `log_record` per such event from the client, every
-// session and every event stream made from that configuration:
-//
-//     lens::config cfg = lens::config::from_environment();
-//     cfg.log = lens::logger([](const lens::log_record& r) { std::clog << r.message << '\n'; },
-//                            lens::log_level::info);
-//
-// Off by default. When off (no sink, or a level below the minimum) an event costs one
-// comparison: no record is built, nothing is formatted or allocated.
-//
-// Secrets: every text in a record (reason, target, event id, message) has passed
-// through the API key's redactor; the key never reaches the sink, even when the
-// server quotes it in an error body, a close reason or an event id.
-//
-// The sink runs synchronously on the thread of the object that logs (its
-// executor's), in the middle of lens's own work: it should be quick and must not
-// throw (an exception it throws is swallowed). The record and its strings are valid
-// only during the call. Each client, session and stream holds a copy of the logger
-// (so of what the sink captures) and may call it until its work on the executor is
-// over, which can be after the object itself is destroyed.
-//
-// Events (stable names; `source` says which part of lens emitted it):
-//
-// | event            | level       | source                | when                                                       |
-// |------------------|-------------|-----------------------|------------------------------------------------------------|
-// | `connect`        | info        | session, events       | a connection is up (`reason` "reconnected" after the first) |
-// | `connect`        | debug       | rest                  | a new keep-alive connection was opened                     |
-// | `reconnect`      | warning     | session, events       | an attempt failed or a connection was lost: `reason`, `code`, `http_status`, next attempt in `delay` |
-// | `retry`          | warning     | rest                  | a REST attempt failed and is retried after `delay`         |
-// | `give_up`        | error       | rest                  | a transient failure ends a REST call (attempts or deadline exhausted) |
-// | `rate_limited`   | debug       | rest, session, events | a 429; the server's `Retry-After`, before clamping, in `server_delay` |
-// | `dead_peer`      | warning     | session, events       | a silent connection was dropped (`dead_peer_timeout`, `idle_timeout`) |
-// | `inbox_overflow` | warning     | session               | unsolicited frames were dropped; once until the inbox is drained empty, `count` the total so far |
-// | `stream_resume`  | info        | events                | a stream connected sending `Last-Event-ID` (`last_event_id`) |
-// | `disconnect`     | info, error | session, events       | stopped for good: closed, destroyed, ended (info) or failed (error) |
-//
-// A final REST failure that is not transient (401, 404...) is the caller's exception
-// and no record. Counters: `client::stats()` (REST), `session::stats()`,
-// `event_stream::statistics()`.
+/// \file
+/// lens/logger.hpp — the logging hook: what lens does about failures, as it does it.
+///
+/// Reconnects, retries, dead peers, rate limiting, inbox overflow and stream resumption
+/// are otherwise visible only by polling counters (`client::stats()`,
+/// `session::stats()`, `event_stream::statistics()`). A `logger` set in
+/// `config::log` receives one `log_record` per such event from the client, every
+/// session and every event stream made from that configuration:
+///
+///     lens::config cfg = lens::config::from_environment();
+///     cfg.log = lens::logger([](const lens::log_record& r) { std::clog << r.message << '\n'; },
+///                            lens::log_level::info);
+///
+/// Off by default. When off (no sink, or a level below the minimum) an event costs one
+/// comparison: no record is built, nothing is formatted or allocated.
+///
+/// Secrets: every text in a record (reason, target, event id, message) has passed
+/// through the API key's redactor; the key never reaches the sink, even when the
+/// server quotes it in an error body, a close reason or an event id.
+///
+/// The sink runs synchronously on the thread of the object that logs (its
+/// executor's), in the middle of lens's own work: it should be quick and must not
+/// throw (an exception it throws is swallowed). The record and its strings are valid
+/// only during the call. Each client, session and stream holds a copy of the logger
+/// (so of what the sink captures) and may call it until its work on the executor is
+/// over, which can be after the object itself is destroyed.
+///
+/// Events (stable names; `source` says which part of lens emitted it):
+///
+/// | event            | level       | source                | when                                                       |
+/// |------------------|-------------|-----------------------|------------------------------------------------------------|
+/// | `connect`        | info        | session, events       | a connection is up (`reason` "reconnected" after the first) |
+/// | `connect`        | debug       | rest                  | a new keep-alive connection was opened                     |
+/// | `reconnect`      | warning     | session, events       | an attempt failed or a connection was lost: `reason`, `code`, `http_status`, next attempt in `delay` |
+/// | `retry`          | warning     | rest                  | a REST attempt failed and is retried after `delay`         |
+/// | `give_up`        | error       | rest                  | a transient failure ends a REST call (attempts or deadline exhausted) |
+/// | `rate_limited`   | debug       | rest, session, events | a 429; the server's `Retry-After`, before clamping, in `server_delay` |
+/// | `dead_peer`      | warning     | session, events       | a silent connection was dropped (`dead_peer_timeout`, `idle_timeout`) |
+/// | `inbox_overflow` | warning     | session               | unsolicited frames were dropped; once until the inbox is drained empty, `count` the total so far |
+/// | `stream_resume`  | info        | events                | a stream connected sending `Last-Event-ID` (`last_event_id`) |
+/// | `disconnect`     | info, error | session, events       | stopped for good: closed, destroyed, ended (info) or failed (error) |
+///
+/// A final REST failure that is not transient (401, 404...) is the caller's exception
+/// and no record. Counters: `client::stats()` (REST), `session::stats()`,
+/// `event_stream::statistics()`.
 #pragma once
 
 #include <boost/system/error_code.hpp>
@@ -63,6 +64,7 @@ std::string_view to_string(log_level level) noexcept;
 
 /// One event, handed to the sink. Fields that do not apply are empty (0, nullopt, "").
 struct log_record {
+    /// How serious the event is; the logger's minimum level filters on it.
     log_level level = log_level::info;
     /// The stable name of the event (see the table in lens/logger.hpp).
     std::string_view event;
@@ -103,6 +105,7 @@ std::string format(const log_record& record);
 /// logger is off.
 class logger {
 public:
+    /// What receives the records: called synchronously, must be quick and should not throw.
     using sink_type = std::function<void(const log_record&)>;
 
     /// Off: nothing is ever built or called.

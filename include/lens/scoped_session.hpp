@@ -54,7 +54,8 @@ public:
             std::forward<Token>(token), [&c] { return executor_of(c); },
             [&] { return create_task(std::move(c), std::move(lens_id)); }, unowned(c));
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<scoped_session> Token = default_token>
     static auto create(client c, std::string lens_id, diagnostics& diag, Token&& token = {})
     {
@@ -105,7 +106,8 @@ public:
                     return destroy_handed_over(hand_over());
             });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto destroy(diagnostics& diag, Token&& token = {})
     {

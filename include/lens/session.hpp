@@ -1,59 +1,60 @@
-// lens/session.hpp — the WebSocket control channel of a session, as an
-// awaitable request/response multiplexer (docs/protocol.md §3).
-//
-// Any number of coroutines may have requests in flight on one session. One
-// writer drains the send queue (a burst goes out corked, as few TCP segments);
-// one reader matches each reply to the oldest pending request expecting that
-// reply type (see detail/reply_matcher.hpp). Both are chains of completion
-// handlers, and every timing rule of the channel (connect deadline, keepalive
-// ping, dead peer, idle heartbeat, reconnect pacing) is decided by one sans-I/O
-// state machine (src/detail/channel_fsm.hpp) that needs ONE timer: an idle
-// connected session costs a pending read and one timer wait, no coroutine frames.
-// Every request has a deadline (saturating: `milliseconds::max()` never expires);
-// expiry or cancellation completes only that caller, and its late reply is
-// consumed and dropped.
-//
-// Failure rules (the protocol has no request ids):
-// - a reply `{"type": "T.response", "message": M}` without `event_data` fails the
-//   request it answers: errc::query_timed_out for "Response timed out for query",
-//   errc::api_error otherwise, M kept in the message;
-// - an `{"type": "error", "message": M}` frame fails the OLDEST outstanding request
-//   of any type (errc::session_gone when M starts with "Unknown session id",
-//   errc::api_error otherwise); with nothing outstanding it goes to the inbox;
-// - frames that answer nothing (other types, replies nobody awaits, non-JSON text)
-//   go to the inbox, bounded in frames (`inbox_capacity`) and in bytes of frame text
-//   (`inbox_max_bytes`). Beyond either bound the OLDEST frames are dropped and
-//   `inbox_dropped` counts them (a single frame larger than `inbox_max_bytes` is
-//   dropped on arrival): the reader never waits for the inbox's reader. A non-JSON
-//   frame is kept as a JSON string of its text.
-//
-// Secrets: every frame from the server is scrubbed of the API key (the literal key
-// in any string or member name, at any depth, and every `api_key` member) before
-// anything else sees it: replies, error texts, inbox frames; so are the server texts
-// quoted in connection errors.
-//
-// Byte budgets: a frame over `max_message_size` drops the connection (the reader
-// never buffers it: see oversize_disconnects); the session reconnects. A request's
-// frame is freed as soon as it can never be written again (after its write unless it
-// is idempotent; at once when its caller gives up): see session_stats::pending_bytes.
-//
-// Connection loss: reconnect with exponential backoff and jitter (`reconnect`; the
-// delays grow with failures in a row, including connections that drop before
-// `reset_after`; `max_attempts` failures in a row stop the session with the last
-// failure's code). Requests already written fail with errc::connection_lost unless
-// idempotent (status, validate, read, heartbeat, or `call_options::idempotent`),
-// which are resent first, in order; requests not yet written wait for the new
-// connection within their deadlines. Final failures stop reconnecting and fail
-// everything: an upgrade refused with 401/403 (errc::unauthorized) or 404
-// (errc::not_found) — one table, `lens::status_condition` —, a server certificate
-// that fails verification (certificate_rejected), a sent `destroy`
-// (errc::session_gone).
-//
-// A session object is used from one thread (its executor's); keep each session
-// on one io_context. Destroying it closes the connection and fails its requests
-// with errc::closed; it does not destroy the server-side session (see destroy()
-// and lens/scoped_session.hpp). Operations started on a moved-from session fail
-// with errc::closed when awaited; its accessors return empty values.
+/// \file
+/// lens/session.hpp — the WebSocket control channel of a session, as an
+/// awaitable request/response multiplexer (docs/protocol.md §3).
+///
+/// Any number of coroutines may have requests in flight on one session. One
+/// writer drains the send queue (a burst goes out corked, as few TCP segments);
+/// one reader matches each reply to the oldest pending request expecting that
+/// reply type (see detail/reply_matcher.hpp). Both are chains of completion
+/// handlers, and every timing rule of the channel (connect deadline, keepalive
+/// ping, dead peer, idle heartbeat, reconnect pacing) is decided by one sans-I/O
+/// state machine (src/detail/channel_fsm.hpp) that needs ONE timer: an idle
+/// connected session costs a pending read and one timer wait, no coroutine frames.
+/// Every request has a deadline (saturating: `milliseconds::max()` never expires);
+/// expiry or cancellation completes only that caller, and its late reply is
+/// consumed and dropped.
+///
+/// Failure rules (the protocol has no request ids):
+/// - a reply `{"type": "T.response", "message": M}` without `event_data` fails the
+///   request it answers: errc::query_timed_out for "Response timed out for query",
+///   errc::api_error otherwise, M kept in the message;
+/// - an `{"type": "error", "message": M}` frame fails the OLDEST outstanding request
+///   of any type (errc::session_gone when M starts with "Unknown session id",
+///   errc::api_error otherwise); with nothing outstanding it goes to the inbox;
+/// - frames that answer nothing (other types, replies nobody awaits, non-JSON text)
+///   go to the inbox, bounded in frames (`inbox_capacity`) and in bytes of frame text
+///   (`inbox_max_bytes`). Beyond either bound the OLDEST frames are dropped and
+///   `inbox_dropped` counts them (a single frame larger than `inbox_max_bytes` is
+///   dropped on arrival): the reader never waits for the inbox's reader. A non-JSON
+///   frame is kept as a JSON string of its text.
+///
+/// Secrets: every frame from the server is scrubbed of the API key (the literal key
+/// in any string or member name, at any depth, and every `api_key` member) before
+/// anything else sees it: replies, error texts, inbox frames; so are the server texts
+/// quoted in connection errors.
+///
+/// Byte budgets: a frame over `max_message_size` drops the connection (the reader
+/// never buffers it: see oversize_disconnects); the session reconnects. A request's
+/// frame is freed as soon as it can never be written again (after its write unless it
+/// is idempotent; at once when its caller gives up): see session_stats::pending_bytes.
+///
+/// Connection loss: reconnect with exponential backoff and jitter (`reconnect`; the
+/// delays grow with failures in a row, including connections that drop before
+/// `reset_after`; `max_attempts` failures in a row stop the session with the last
+/// failure's code). Requests already written fail with errc::connection_lost unless
+/// idempotent (status, validate, read, heartbeat, or `call_options::idempotent`),
+/// which are resent first, in order; requests not yet written wait for the new
+/// connection within their deadlines. Final failures stop reconnecting and fail
+/// everything: an upgrade refused with 401/403 (errc::unauthorized) or 404
+/// (errc::not_found) — one table, `lens::status_condition` —, a server certificate
+/// that fails verification (certificate_rejected), a sent `destroy`
+/// (errc::session_gone).
+///
+/// A session object is used from one thread (its executor's); keep each session
+/// on one io_context. Destroying it closes the connection and fails its requests
+/// with errc::closed; it does not destroy the server-side session (see destroy()
+/// and lens/scoped_session.hpp). Operations started on a moved-from session fail
+/// with errc::closed when awaited; its accessors return empty values.
 #pragma once
 
 #include <lens/backoff.hpp>
@@ -80,11 +81,15 @@
 
 namespace lens {
 
+/// Deadlines, liveness checks, reconnection pacing and inbox bounds of one session's
+/// control channel.
 struct session_options {
     /// Not an aggregate on purpose: g++ 12 destroys a braced aggregate temporary twice
     /// in a co_await expression. Start from a named value and set members.
     session_options() = default;
 
+    /// Deadline of every request but model.query, when its call_options give none; on
+    /// expiry only that caller fails (errc::timeout) and its late reply is dropped.
     std::chrono::milliseconds request_timeout = std::chrono::seconds(30);
     std::chrono::milliseconds query_timeout = std::chrono::seconds(90);   ///< model.query
     /// One connection attempt (TCP + TLS + upgrade); also the whole of `open()`, retries
@@ -103,8 +108,9 @@ struct session_options {
     /// with the last failure's code.
     backoff_policy reconnect{std::chrono::milliseconds(100), std::chrono::seconds(10), 2.0, 0.5,
                              std::chrono::seconds(30), 0};
-    /// Authenticate with `Sec-WebSocket-Protocol: authenticationauthorization.bearer.<key>,
-    /// event-protocol-v1` instead of the Authorization header (what browsers must do).
+    /// Authenticate with the `Sec-WebSocket-Protocol` header, holding
+    /// `authenticationauthorization.bearer.KEY, event-protocol-v1` (KEY: the API key),
+    /// instead of the Authorization header (what browsers must do).
     bool subprotocol_auth = false;
     /// Unsolicited frames kept for `receive()`; beyond it the oldest is dropped.
     std::size_t inbox_capacity = 256;
@@ -122,27 +128,28 @@ struct session_options {
 
 /// The reply to `session.validate`.
 struct validation {
-    bool is_valid = false;
-    std::vector<std::string> error_messages;
-    boost::json::value raw;
+    bool is_valid = false;                   ///< `event_data.is_valid`; false when absent
+    std::vector<std::string> error_messages; ///< `event_data.error_messages` (non-strings serialized)
+    boost::json::value raw;                  ///< the whole reply, `api_key` removed
 };
 
 /// One message of the mailbox `session.read` drains.
 struct mailbox_message {
-    double timestamp = 0;
-    std::string type;
-    boost::json::value data;
+    double timestamp = 0;    ///< the server's `timestamp` (0 when absent)
+    std::string type;        ///< the message's `type` (empty when absent)
+    boost::json::value data; ///< its `data`; the whole entry when it is not an object
 };
 
 /// The reply to `session.read`: empty when the server's `event_data` is null.
 struct read_result {
-    std::vector<mailbox_message> messages;
-    std::string client_id;
-    boost::json::value raw;
+    std::vector<mailbox_message> messages; ///< the drained messages, in the server's order
+    std::string client_id;                 ///< the cursor read: the server's echo, else the id sent
+    boost::json::value raw;                ///< the whole reply, `api_key` removed
 };
 
 /// Per-call settings; zero timeout means the session's default for that event.
 struct call_options {
+    /// This request's deadline (0: `request_timeout`, or `query_timeout` for model.query).
     std::chrono::milliseconds timeout{0};
     /// Safe to resend after a connection loss (the typed idempotent calls set it).
     bool idempotent = false;
@@ -151,12 +158,12 @@ struct call_options {
 /// Counters, for tests and monitoring.
 struct session_stats {
     std::size_t connects = 0;          ///< successful upgrades (first connect included)
-    std::size_t connect_failures = 0;
-    std::size_t requests_sent = 0;
-    std::size_t replies_matched = 0;
+    std::size_t connect_failures = 0;  ///< connection attempts that failed (connect, TLS or upgrade)
+    std::size_t requests_sent = 0;     ///< request frames written, resends after a reconnect included
+    std::size_t replies_matched = 0;   ///< replies handed to a waiting request (failure replies included)
     std::size_t late_replies_dropped = 0; ///< replies to callers that had given up
-    std::size_t inbox_dropped = 0;
-    std::size_t heartbeats_sent = 0;
+    std::size_t inbox_dropped = 0;     ///< unsolicited frames dropped over inbox_capacity or inbox_max_bytes
+    std::size_t heartbeats_sent = 0;   ///< automatic `session.heartbeat`s (heartbeat_idle), not heartbeat() calls
     std::size_t dead_peer_disconnects = 0; ///< connections dropped for silence (dead_peer_timeout)
     std::size_t pongs_received = 0;        ///< answers to keepalive pings
     std::size_t oversize_disconnects = 0;  ///< connections dropped for a frame over max_message_size
@@ -166,6 +173,9 @@ struct session_stats {
     std::size_t inbox_bytes = 0;       ///< their bytes of frame text (at most inbox_max_bytes)
 };
 
+/// A session's WebSocket control channel: requests multiplexed over one connection
+/// that reconnects on its own, and an inbox of unsolicited frames (see the file
+/// description for deadlines, failures and threading). Move-only.
 class session {
 public:
     // Every asynchronous operation below takes a completion token last (default:
@@ -189,7 +199,8 @@ public:
                 return open_copied(cfg, record.session_endpoint, opts);
         });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const session_record& record, const session_options& opts, diagnostics& diag,
                      Token&& token = {})
@@ -197,7 +208,8 @@ public:
         return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
                                           [&] { return open_copied(cfg, record.session_endpoint, opts); });
     }
-    /// \overload for a `session_endpoint` URL (ws or wss).
+    /// \overload
+    /// For a `session_endpoint` URL (ws or wss).
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts,
                      Token&& token = {})
@@ -209,7 +221,8 @@ public:
                 return open_copied(cfg, session_endpoint, opts);
         });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const std::string& session_endpoint, const session_options& opts,
                      diagnostics& diag, Token&& token = {})
@@ -217,7 +230,8 @@ public:
         return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
                                           [&] { return open_copied(cfg, session_endpoint, opts); });
     }
-    /// \overload with default options. Overloads, not default arguments: g++ 12 mis-copies
+    /// \overload
+    /// With default options. Overloads, not default arguments: g++ 12 mis-copies
     /// a class-type default argument materialised in a calling coroutine's frame.
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const session_record& record, Token&& token = {})
@@ -229,14 +243,16 @@ public:
                 return open_copied(cfg, record.session_endpoint, default_options());
         });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const session_record& record, diagnostics& diag, Token&& token = {})
     {
         return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
                                           [&] { return open_copied(cfg, record.session_endpoint, default_options()); });
     }
-    /// \overload for a `session_endpoint` URL with default options.
+    /// \overload
+    /// For a `session_endpoint` URL with default options.
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const std::string& session_endpoint, Token&& token = {})
     {
@@ -247,13 +263,15 @@ public:
                 return open_copied(cfg, session_endpoint, default_options());
         });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session> Token = default_token>
     static auto open(const config& cfg, const std::string& session_endpoint, diagnostics& diag, Token&& token = {})
     {
         return detail::async_run<session>(std::forward<Token>(token), diag, handler_executor,
                                           [&] { return open_copied(cfg, session_endpoint, default_options()); });
     }
+    /// The options the overloads without `opts` use: a default-constructed session_options.
     static const session_options& default_options() noexcept;
     /// Used by `client::open_session`: the control channel at `session_endpoint`, sharing
     /// the client's endpoint (TLS context, header checks, redaction, host rule). Awaitable
@@ -261,8 +279,11 @@ public:
     static task<session> open(std::shared_ptr<const detail::endpoint> ep, std::string session_endpoint,
                               session_options opts);
 
-    session(session&&) noexcept;
-    session& operator=(session&&) noexcept;
+    /// Takes over `other`'s connection and pending requests; `other` becomes moved-from.
+    session(session&& other) noexcept;
+    /// Closes this session (see close()), then takes over `other`'s; `other` becomes moved-from.
+    session& operator=(session&& other) noexcept;
+    /// Closes the connection (see close()); the server-side session stays.
     ~session();
 
     /// `session.status`: the session record, `api_key` removed.
@@ -271,19 +292,22 @@ public:
     {
         return run<session_record>(std::forward<Token>(token), [&] { return status_task(o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<session_record> Token = default_token>
     auto status(Token&& token = {})
     {
         return run<session_record>(std::forward<Token>(token), [&] { return status_task(call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<session_record> Token = default_token>
     auto status(call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<session_record>(std::forward<Token>(token), diag, [&] { return status_task(o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<session_record> Token = default_token>
     auto status(diagnostics& diag, Token&& token = {})
     {
@@ -295,19 +319,22 @@ public:
     {
         return run<validation>(std::forward<Token>(token), [&] { return validate_task(o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<validation> Token = default_token>
     auto validate(Token&& token = {})
     {
         return run<validation>(std::forward<Token>(token), [&] { return validate_task(call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<validation> Token = default_token>
     auto validate(call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<validation>(std::forward<Token>(token), diag, [&] { return validate_task(o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<validation> Token = default_token>
     auto validate(diagnostics& diag, Token&& token = {})
     {
@@ -319,19 +346,22 @@ public:
     {
         return run<read_result>(std::forward<Token>(token), [&] { return read_task(o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<read_result> Token = default_token>
     auto read(Token&& token = {})
     {
         return run<read_result>(std::forward<Token>(token), [&] { return read_task(call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<read_result> Token = default_token>
     auto read(call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<read_result>(std::forward<Token>(token), diag, [&] { return read_task(o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<read_result> Token = default_token>
     auto read(diagnostics& diag, Token&& token = {})
     {
@@ -343,20 +373,23 @@ public:
     {
         return run<read_result>(std::forward<Token>(token), [&] { return read_task(std::move(client_id), o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<read_result> Token = default_token>
     auto read(std::string client_id, Token&& token = {})
     {
         return run<read_result>(std::forward<Token>(token),
                                 [&] { return read_task(std::move(client_id), call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<read_result> Token = default_token>
     auto read(std::string client_id, call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<read_result>(std::forward<Token>(token), diag, [&] { return read_task(std::move(client_id), o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<read_result> Token = default_token>
     auto read(std::string client_id, diagnostics& diag, Token&& token = {})
     {
@@ -369,19 +402,22 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return destroy_task(o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto destroy(Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return destroy_task(call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto destroy(call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return destroy_task(o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto destroy(diagnostics& diag, Token&& token = {})
     {
@@ -395,20 +431,23 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return set_input_stream_task(s, o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto set_input_stream(const input_stream& s, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token),
                                        [&] { return set_input_stream_task(s, call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto set_input_stream(const input_stream& s, call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return set_input_stream_task(s, o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto set_input_stream(const input_stream& s, diagnostics& diag, Token&& token = {})
     {
@@ -421,19 +460,22 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return query_task(q, o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto query(const query_request& q, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return query_task(q, call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto query(const query_request& q, call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), diag, [&] { return query_task(q, o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto query(const query_request& q, diagnostics& diag, Token&& token = {})
     {
@@ -445,21 +487,24 @@ public:
     {
         return run<boost::json::value>(std::forward<Token>(token), [&] { return update_task(std::move(data), o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto update(boost::json::value data, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token),
                                        [&] { return update_task(std::move(data), call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto update(boost::json::value data, call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), diag,
                                        [&] { return update_task(std::move(data), o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto update(boost::json::value data, diagnostics& diag, Token&& token = {})
     {
@@ -472,19 +517,22 @@ public:
     {
         return run<void>(std::forward<Token>(token), [&] { return heartbeat_task(o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<void> Token = default_token>
     auto heartbeat(Token&& token = {})
     {
         return run<void>(std::forward<Token>(token), [&] { return heartbeat_task(call_options()); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto heartbeat(call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<void>(std::forward<Token>(token), diag, [&] { return heartbeat_task(o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<void> Token = default_token>
     auto heartbeat(diagnostics& diag, Token&& token = {})
     {
@@ -498,7 +546,8 @@ public:
         return run<boost::json::value>(std::forward<Token>(token),
                                        [&] { return call_task(std::move(type), std::move(event_data), o); });
     }
-    /// \overload with the session's defaults (an overload, not a default argument).
+    /// \overload
+    /// With the session's defaults (an overload, not a default argument).
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, Token&& token = {})
     {
@@ -506,14 +555,16 @@ public:
             return call_task(std::move(type), std::move(event_data), call_options());
         });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, call_options o, diagnostics& diag, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token), diag,
                                        [&] { return call_task(std::move(type), std::move(event_data), o); });
     }
-    /// \overload with the session's defaults, filling `diag` on failure.
+    /// \overload
+    /// With the session's defaults, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, boost::json::value event_data, diagnostics& diag, Token&& token = {})
     {
@@ -521,14 +572,16 @@ public:
             return call_task(std::move(type), std::move(event_data), call_options());
         });
     }
-    /// \overload without `event_data`, with the session's defaults.
+    /// \overload
+    /// Without `event_data`, with the session's defaults.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, Token&& token = {})
     {
         return run<boost::json::value>(std::forward<Token>(token),
                                        [&] { return call_task(std::move(type), nullptr, call_options()); });
     }
-    /// \overload without `event_data`, filling `diag` on failure.
+    /// \overload
+    /// Without `event_data`, filling `diag` on failure.
     template <completion_token_for<boost::json::value> Token = default_token>
     auto call(std::string type, diagnostics& diag, Token&& token = {})
     {
@@ -546,7 +599,8 @@ public:
         return run<std::optional<boost::json::value>>(std::forward<Token>(token),
                                                       [&] { return receive_task(timeout); });
     }
-    /// \overload filling `diag` on failure.
+    /// \overload
+    /// Filling `diag` on failure.
     template <completion_token_for<std::optional<boost::json::value>> Token = default_token>
     auto receive(std::chrono::milliseconds timeout, diagnostics& diag, Token&& token = {})
     {
@@ -560,8 +614,12 @@ public:
     /// `receive()` callers get nullopt.
     void close() noexcept;
 
+    /// The `client_id` read() sends (session_options::client_id or a random one); empty
+    /// when moved-from.
     const std::string& client_id() const noexcept;
+    /// A snapshot of the counters, the "now" ones included (all zero when moved-from).
     session_stats stats() const noexcept;
+    /// True while the WebSocket is up (false while reconnecting, after a stop, or moved-from).
     bool is_connected() const noexcept;
 
     struct impl;
