@@ -109,7 +109,7 @@ cmake -S "$root/tests/consumer" -B "$work/subdirectory" "${generator[@]}" "${lau
 # Ninja, check the generated build too.
 if [[ -f $work/subdirectory/build.ninja ]]; then
     all_targets=$(ninja -C "$work/subdirectory" -t targets all | cut -d: -f1)
-    for t in lens_unit_tests lens_integration_tests lens_cli lens/lens bench_ example_; do
+    for t in lens_unit_tests lens_integration_tests lens_cli lens_docs lens/lens bench_ example_; do
         grep -Eq "^$t" <<<"$all_targets" && fail "add_subdirectory mode has lens's target $t"
     done
     grep -q "^lens_emulator$" <<<"$all_targets" || fail "add_subdirectory mode lacks lens_emulator"
