@@ -19,6 +19,7 @@
 #pragma once
 
 #include <lens/client.hpp>
+#include <lens/detail/run_scoped.hpp>
 #include <lens/error.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -117,36 +118,8 @@ template <class Body>
 auto with_lens(client c, std::string lens_name, boost::json::object lens_config, Body body)
     -> std::invoke_result_t<Body&, const lens_record&>
 {
-    using awaitable_type = std::invoke_result_t<Body&, const lens_record&>;
-    using result_type = typename awaitable_type::value_type;
-
-    auto lens = co_await scoped_lens::register_lens(c, std::move(lens_name), std::move(lens_config));
-    std::exception_ptr failure;
-    std::optional<std::conditional_t<std::is_void_v<result_type>, int, result_type>> result;
-    try {
-        if constexpr (std::is_void_v<result_type>) {
-            co_await body(lens.record());
-            result.emplace(0);
-        } else {
-            result.emplace(co_await body(lens.record()));
-        }
-    } catch (...) {
-        failure = std::current_exception();
-    }
-    // A cancelled caller: Asio throws operation_aborted at every later co_await of this
-    // coroutine, `co_await lens.destroy()` included; reset first so the delete really runs
-    // here (it has its own deadline).
-    co_await boost::asio::this_coro::reset_cancellation_state();
-    try {
-        co_await lens.destroy();
-    } catch (...) {
-        if (!failure)
-            failure = std::current_exception();
-    }
-    if (failure)
-        std::rethrow_exception(failure);
-    if constexpr (!std::is_void_v<result_type>)
-        co_return std::move(*result);
+    return detail::run_scoped(
+        scoped_lens::register_lens(std::move(c), std::move(lens_name), std::move(lens_config)), std::move(body));
 }
 
 } // namespace lens

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <lens/client.hpp>
+#include <lens/detail/run_scoped.hpp>
 #include <lens/completion_token.hpp>
 #include <lens/detail/async_op.hpp>
 #include <lens/diagnostics.hpp>
@@ -191,36 +192,7 @@ template <class Body>
 auto with_session(client c, std::string lens_id, Body body)
     -> std::invoke_result_t<Body&, const session_record&>
 {
-    using awaitable_type = std::invoke_result_t<Body&, const session_record&>;
-    using result_type = typename awaitable_type::value_type;
-
-    auto session = co_await scoped_session::create(c, std::move(lens_id));
-    std::exception_ptr failure;
-    std::optional<std::conditional_t<std::is_void_v<result_type>, int, result_type>> result;
-    try {
-        if constexpr (std::is_void_v<result_type>) {
-            co_await body(session.record());
-            result.emplace(0);
-        } else {
-            result.emplace(co_await body(session.record()));
-        }
-    } catch (...) {
-        failure = std::current_exception();
-    }
-    // When the caller was cancelled, Asio throws operation_aborted at every later co_await
-    // of this coroutine, `co_await session.destroy()` included, before destroy() even
-    // starts; reset first so the destroy really runs here (it has its own deadline).
-    co_await boost::asio::this_coro::reset_cancellation_state();
-    try {
-        co_await session.destroy();
-    } catch (...) {
-        if (!failure)
-            failure = std::current_exception();
-    }
-    if (failure)
-        std::rethrow_exception(failure);
-    if constexpr (!std::is_void_v<result_type>)
-        co_return std::move(*result);
+    return detail::run_scoped(scoped_session::create(std::move(c), std::move(lens_id)), std::move(body));
 }
 
 } // namespace lens
