@@ -50,6 +50,18 @@ boost::asio::awaitable<T> rethrow_task(std::exception_ptr failure)
     std::rethrow_exception(failure);
 }
 
+/// Makes `t` run `replacement` instead. Not `t = replacement`: Boost 1.81's awaitable move
+/// assignment overwrites its frame pointer without destroying the frame (leaking the
+/// coroutine and everything its arguments own), so the old frame is destroyed here first.
+template <class T>
+void replace_task(boost::asio::awaitable<T>& t, boost::asio::awaitable<T> replacement)
+{
+    {
+        boost::asio::awaitable<T> old(std::move(t)); // destroyed at the end of this block
+    }
+    t = std::move(replacement); // `t` holds no frame now: nothing to leak
+}
+
 /// co_spawn hands `T()` to its handler on failure, so a result type without a default
 /// constructor is spawned as an optional (one more coroutine frame, for those types only).
 template <class T>
@@ -153,7 +165,7 @@ private:
         if constexpr (std::is_same_v<Executor, handler_executor_t>) {
             boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
             if (on_system_context(ex))
-                t = rethrow_task<T>(no_handler_executor(ex_.operation));
+                replace_task(t, rethrow_task<T>(no_handler_executor(ex_.operation)));
             return ex;
         } else {
             if (ex_)
@@ -179,7 +191,7 @@ auto initiate(Token&& token, diagnostics* diag, Executor executor, MakeTask&& ma
     try {
         t = std::forward<MakeTask>(make)();
     } catch (...) {
-        t = rethrow_task<T>(std::current_exception());
+        replace_task(t, rethrow_task<T>(std::current_exception()));
     }
     return boost::asio::async_initiate<Token, completion_signature_t<T>>(
         initiate_task<T, Executor, Fallback>(std::move(executor), diag, std::move(fallback)), token, std::move(t));
