@@ -610,8 +610,15 @@ public:
         auto req = self_.build(call_);
         co_await conn.write(req, detail::deadline_after(clock::now(), stall), call_.operation);
         detail::header_parser head;
+        head.body_limit(boost::none); // checked against Content-Length with the header: the sink decides
         co_await conn.read_header(head, stall, call_.operation);
         if (head.get().result_int() >= 400) {
+            const auto limit = self_.cfg().max_reply_size;
+            if (auto length = head.content_length(); length && *length > limit)
+                throw detail::transport_error(detail::failure_stage::exchange, errc::body_too_large,
+                                              std::string(call_.operation),
+                                              "error reply body over the limit of " + std::to_string(limit) +
+                                                  " bytes");
             detail::string_parser error_reply(std::move(head));
             error_reply.body_limit(self_.cfg().max_reply_size);
             co_await conn.read_rest(error_reply, stall, call_.operation);
@@ -623,6 +630,9 @@ public:
         if (auto length = body.content_length())
             total = *length;
         std::vector<char> chunk(chunk_size_of(opts_));
+        // Beast reads into the free space of the connection's buffer (grown for the header
+        // only): room for a chunk makes each read a chunk, not a few hundred bytes.
+        conn.buffer().reserve(chunk.size());
         while (!body.is_done()) {
             body.get().body().data = chunk.data();
             body.get().body().size = chunk.size();

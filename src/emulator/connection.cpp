@@ -313,6 +313,7 @@ private:
                 to_disk.get().body().open(spooled->path.c_str(), beast::file_mode::write, ec);
                 if (ec)
                     co_return;
+                buffer_.reserve(256 * 1024); // reads of 256 KiB, not of what the header left free
                 co_await http::async_read(stream_, buffer_, to_disk, asio::redirect_error(use_awaitable, ec));
                 if (ec || srv_->stopped)
                     co_return;

@@ -233,7 +233,8 @@ TEST_CASE("files: a multi-MiB upload streamed from disk and its download to a pa
     fixture f(opts);
     temp_dir dir;
     const auto source = dir / "clip.mp4";
-    const std::uint64_t size = 5 * 1024 * 1024 + 12345; // not a multiple of the chunk size
+    // Over 8 MiB (Beast's default response body limit) and not a multiple of the chunk size.
+    const std::uint64_t size = 9 * 1024 * 1024 + 12345;
     write_random_file(source, size, 42);
     const auto target = dir / "copy.mp4";
     progress_log up, down;
