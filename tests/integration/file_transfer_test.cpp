@@ -10,6 +10,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
@@ -230,6 +231,12 @@ TEST_CASE("files: a multi-MiB upload streamed from disk and its download to a pa
         opts.spool_uploads_over = 1024 * 1024;
         spooled = 1;
     }
+    SUBCASE("over https, the emulator spooling")
+    {
+        opts = lens::test::tls_options();
+        opts.spool_uploads_over = 1024 * 1024;
+        spooled = 1;
+    }
     fixture f(opts);
     temp_dir dir;
     const auto source = dir / "clip.mp4";
@@ -417,4 +424,29 @@ TEST_CASE("files: an upload whose reply never comes fails with timeout after sta
     });
     CHECK(peer.connections == 1);
     CHECK(body_bytes > 1024 * 1024); // the whole multipart body arrived
+}
+
+TEST_CASE("files: a download to a path cancelled mid-body removes the .part and writes nothing")
+{
+    using namespace boost::asio::experimental::awaitable_operators;
+    fixture f;
+    temp_dir dir;
+    test_peer peer(f.ctx.get_executor());
+    const auto target = dir / "cancelled.mp4";
+    asio::co_spawn(f.ctx, serve_download(peer, 100'000, 1'000, 20ms, 100'000), asio::detached);
+    bool part_seen = false;
+    f.run([&]() -> lens::task<void> {
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key"));
+        auto opts = options_with(5s, [&](std::uint64_t, std::optional<std::uint64_t>) {
+            part_seen = part_seen || fs::exists(target.string() + ".part");
+        });
+        asio::steady_timer timer(f.ctx, 200ms);
+        auto winner = co_await (c.download_file_to("cancelled.mp4", target, opts) ||
+                                timer.async_wait(asio::use_awaitable));
+        CHECK(winner.index() == 1);
+        peer.acceptor.close();
+    });
+    CHECK(part_seen); // the bytes went to the .part while the download ran
+    CHECK_FALSE(fs::exists(target));
+    CHECK_FALSE(fs::exists(target.string() + ".part"));
 }
