@@ -3,7 +3,9 @@
 ///
 /// A `client` owns a configuration and a small pool of keep-alive connections
 /// to one endpoint. Every call is an awaitable with a deadline (`config::timeout`,
-/// retries and backoff included); transient failures (429, 5xx, connection
+/// retries and backoff included) — except the streamed file transfers
+/// (`upload_file(path)`, `download_file_to`, `download_file_to_sink`), whose deadline
+/// bounds stalls instead (lens/transfer.hpp); transient failures (429, 5xx, connection
 /// failures) are retried with exponential backoff and jitter, honouring
 /// `Retry-After`. Calls that may have taken effect (create, register, clone,
 /// upload, events/process) are retried on a 5xx or a dropped connection only
