@@ -19,6 +19,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -449,4 +450,39 @@ TEST_CASE("files: a download to a path cancelled mid-body removes the .part and 
     CHECK(part_seen); // the bytes went to the .part while the download ran
     CHECK_FALSE(fs::exists(target));
     CHECK_FALSE(fs::exists(target.string() + ".part"));
+}
+
+TEST_CASE("files: a streamed upload is retried after a 429 (surely unprocessed), reading the file again, not after a 503")
+{
+    lens::emulator::options opts;
+    opts.spool_uploads_over = 1024 * 1024; // the refused body is spooled, then dropped
+    fixture f(opts);
+    temp_dir dir;
+    const auto source = dir / "retried.csv";
+    const std::uint64_t size = 2 * 1024 * 1024 + 1;
+    write_random_file(source, size, 11);
+    progress_log seen;
+    f.run([&]() -> lens::task<void> {
+        auto c = f.make_client();
+        f.knobs().rest.fail_next = 1;
+        f.knobs().rest.fail_status = 429;
+        auto record = co_await c.upload_file(source, options_with(5s, seen.callback()));
+        CHECK(record.file_id == "retried.csv");
+        CHECK(c.stats().retries == 1);
+        CHECK(c.stats().rate_limited == 1);
+        const auto copy = dir / "copy.csv";
+        CHECK(co_await c.download_file_to("retried.csv", copy) == size);
+        CHECK(sha256_of_file(copy) == sha256_of_file(source));
+
+        f.knobs().rest.fail_next = 1;
+        f.knobs().rest.fail_status = 503;
+        const auto before = c.stats().attempts;
+        co_await expect_error(lens::errc::server_error, [&] { return c.upload_file(source); });
+        CHECK(c.stats().attempts == before + 1); // it may have been processed: never sent twice
+    });
+    // The second attempt reported from the start again, and ended at the total.
+    REQUIRE_FALSE(seen.done.empty());
+    CHECK_FALSE(seen.increasing());
+    CHECK(seen.done.back() == size);
+    CHECK(std::count(seen.done.begin(), seen.done.end(), size) == 2);
 }
