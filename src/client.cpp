@@ -424,7 +424,8 @@ rest_call multipart_upload(std::string path, std::string_view operation, const s
     return call;
 }
 
-/// A local file error: the OS's code (errno), naming the operation and the file.
+/// A local file error: the OS's code (errno, which the caller cleared before the failed
+/// call; EIO when the stream library failed without setting it), naming the operation and the file.
 [[noreturn]] void throw_file_error(std::string_view operation, std::string what, const std::filesystem::path& path)
 {
     const int err = errno != 0 ? errno : EIO;
@@ -527,6 +528,7 @@ public:
 
     asio::awaitable<detail::http_response> run(detail::http_connection& conn) override
     {
+        errno = 0;
         std::ifstream in(path_, std::ios::binary);
         if (!in)
             throw_file_error(call_.operation, "cannot open", path_);
@@ -543,6 +545,7 @@ public:
         std::uint64_t done = 0;
         while (done < size_) {
             const auto want = static_cast<std::streamsize>(std::min<std::uint64_t>(chunk.size(), size_ - done));
+            errno = 0; // socket calls leave EAGAIN behind: only this read's cause may be reported
             in.read(chunk.data(), want);
             if (in.gcount() != want) // the file shrank (or failed) under us: the length sent is now a lie
                 throw_file_error(call_.operation, "short read from", path_);
@@ -698,6 +701,7 @@ public:
 
     void write(std::string_view chunk)
     {
+        errno = 0; // socket calls leave EAGAIN behind: only this write's cause may be reported
         if (!out_.write(chunk.data(), static_cast<std::streamsize>(chunk.size())))
             throw_file_error(operation_, "cannot write", part_);
     }
@@ -710,6 +714,7 @@ public:
     /// Flushes, closes and renames the part over the target.
     void commit()
     {
+        errno = 0;
         out_.close();
         if (out_.fail())
             throw_file_error(operation_, "cannot write", part_);

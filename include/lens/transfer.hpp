@@ -36,7 +36,9 @@ struct transfer_options {
     /// The longest time one read or write of the transfer may go without progress
     /// (sending the request, each chunk of the body, the reply's header and each chunk
     /// of its body); past it the transfer fails with errc::timeout. Bounds stalls, not
-    /// the whole transfer: a 2 GiB file on a slow link takes as long as it takes.
+    /// the whole transfer: a 2 GiB file on a slow link takes as long as it takes. A
+    /// stalled download is retried like any lost connection (`config::retry`), so a dead
+    /// server is given up after up to `retry.max_attempts` stalls, plus the backoff.
     std::chrono::milliseconds stall_timeout = std::chrono::seconds(30);
     /// Called after each chunk (see `transfer_progress`); empty: no reports.
     transfer_progress progress;
