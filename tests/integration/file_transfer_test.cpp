@@ -486,3 +486,17 @@ TEST_CASE("files: a streamed upload is retried after a 429 (surely unprocessed),
     CHECK(seen.done.back() == size);
     CHECK(std::count(seen.done.begin(), seen.done.end(), size) == 2);
 }
+
+TEST_CASE("files: a download into a directory that does not exist fails with the OS's error before sending")
+{
+    fixture f;
+    temp_dir dir;
+    f.run([&]() -> lens::task<void> {
+        auto c = f.make_client();
+        auto e = co_await expect_error([&] { return c.download_file_to("any.csv", dir / "absent" / "any.csv"); });
+        CHECK(e.code() == boost::system::errc::no_such_file_or_directory);
+        CHECK(contains(e.what(), "files/download"));
+        CHECK(contains(e.what(), "any.csv.part"));
+        CHECK(c.stats().attempts == 0);
+    });
+}
