@@ -290,7 +290,8 @@ private:
         }
         for (;;) {
             http::request_parser<http::string_body> parser;
-            parser.body_limit(max_request_body);
+            // The limit is applied after the header: a spooled upload has none.
+            parser.body_limit(boost::none);
             boost::system::error_code ec;
             co_await http::async_read_header(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
             if (ec || srv_->stopped)
@@ -320,6 +321,9 @@ private:
                 to_disk.get().body().close();
                 req.base() = to_disk.get().base();
             } else {
+                if (auto length = parser.content_length(); length && *length > max_request_body)
+                    co_return; // as Beast's body limit would: the connection ends
+                parser.body_limit(max_request_body); // for chunked bodies, checked as they arrive
                 co_await http::async_read(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
                 if (ec || srv_->stopped)
                     co_return;
