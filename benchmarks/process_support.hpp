@@ -40,16 +40,18 @@ public:
             throw std::runtime_error("fork");
         if (pid_ == 0) {
             close(fds[0]);
-            boost::asio::io_context ctx;
-            lens::emulator::server server(ctx.get_executor(), opts);
-            server.start();
-            const auto lines = server.endpoint() + "\n" + server.ca_file() + "\n";
-            if (write(fds[1], lines.data(), lines.size()) < 0)
-                _exit(1);
-            close(fds[1]);
-            boost::asio::signal_set stop(ctx, SIGTERM);
-            stop.async_wait([&](auto, int) { server.stop(); });
-            ctx.run();
+            {
+                boost::asio::io_context ctx;
+                lens::emulator::server server(ctx.get_executor(), opts);
+                server.start();
+                const auto lines = server.endpoint() + "\n" + server.ca_file() + "\n";
+                if (write(fds[1], lines.data(), lines.size()) < 0)
+                    _exit(1);
+                close(fds[1]);
+                boost::asio::signal_set stop(ctx, SIGTERM);
+                stop.async_wait([&](auto, int) { server.stop(); });
+                ctx.run();
+            } // the server is destroyed before _exit: its temporary files (CA, spooled uploads) go
             _exit(0);
         }
         close(fds[1]);

@@ -20,7 +20,11 @@
 #include <lens/retry.hpp>
 #include <lens/session.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <random>
 
 namespace lens {
@@ -128,15 +132,31 @@ struct client::impl {
         return req;
     }
 
+    /// One attempt of a streamed call (lens/transfer.hpp), run by `exchange` on a connection
+    /// in place of the buffered request and reply: it writes and reads by itself, each
+    /// step bounded by its stall timeout, and says whether its failures may be retried.
+    struct streamed_attempt {
+        virtual ~streamed_attempt() = default;
+        /// Sends the request and reads the reply on `conn`: a reply below 400 with its body
+        /// already consumed (the header only), or an error reply with its body.
+        virtual asio::awaitable<detail::http_response> run(detail::http_connection& conn) = 0;
+        /// False once a retry could no longer start over cleanly (a sink was fed).
+        virtual bool may_retry() const noexcept { return true; }
+    };
+
     /// One call: attempts, backoff, deadline; every retry decided by lens::decide_retry.
+    /// A `streamed` call has no whole-call deadline (its attempt bounds each stall; the
+    /// connection attempts keep `connect_timeout`), and its attempt does the I/O.
     /// Returns the final 2xx/3xx response; error statuses are thrown as lens::error.
     /// `self` keeps the client's state alive for the whole call, whatever happens to
     /// the `client` objects meanwhile.
     static asio::awaitable<detail::http_response> exchange(std::shared_ptr<impl> self, const detail::rest_call& call,
-                                                           std::size_t body_limit)
+                                                           std::size_t body_limit,
+                                                           streamed_attempt* streamed = nullptr)
     {
         const auto& cfg = self->cfg();
-        const auto deadline = detail::deadline_after(clock::now(), cfg.timeout);
+        const auto deadline =
+            streamed ? clock::time_point::max() : detail::deadline_after(clock::now(), cfg.timeout);
         const unsigned max_attempts = std::max(1u, cfg.retry.max_attempts);
         auto& counters = self->counters;
         ++counters.calls;
@@ -155,9 +175,14 @@ struct client::impl {
                 ++counters.retries;
             try {
                 auto conn = co_await self->acquire(deadline, call.operation);
-                auto req = self->build(call);
-                counters.bytes_sent += req.body().size();
-                auto resp = co_await conn->round_trip(req, deadline, body_limit, call.operation);
+                detail::http_response resp;
+                if (streamed) {
+                    resp = co_await streamed->run(*conn);
+                } else {
+                    auto req = self->build(call);
+                    counters.bytes_sent += req.body().size();
+                    resp = co_await conn->round_trip(req, deadline, body_limit, call.operation);
+                }
                 counters.bytes_received += resp.body().size();
                 if (resp.keep_alive())
                     self->release(std::move(conn));
@@ -177,7 +202,9 @@ struct client::impl {
             }
             self->count_failure(status, what.code);
             const auto now = clock::now();
-            const auto next = decide_retry(cfg.retry.backoff, max_attempts, what, call.idempotent, attempt, now,
+            const bool restartable = !streamed || streamed->may_retry();
+            const unsigned attempts_allowed = restartable ? max_attempts : attempt;
+            const auto next = decide_retry(cfg.retry.backoff, attempts_allowed, what, call.idempotent, attempt, now,
                                            deadline, self->jitter.sample());
             self->log_failure(call, attempt, status, what, next, now, failure);
             if (!next.retry)
@@ -352,8 +379,16 @@ std::string file_name_of(const std::string& path)
 
 namespace {
 
-rest_call multipart_upload(std::string path, std::string_view operation, const std::string& file_name,
-                           std::string_view contents)
+/// What surrounds a file's bytes in the one-part multipart/form-data body of an upload.
+struct multipart_envelope {
+    std::string content_type; ///< the request's, with the boundary
+    std::string head;         ///< the boundary and the part's headers
+    std::string tail;         ///< the closing boundary
+};
+
+/// The envelope of `file_name`; throws errc::invalid_argument for a type the API rejects
+/// or a name that would break the part's headers.
+multipart_envelope multipart_for(std::string_view operation, const std::string& file_name)
 {
     const auto type = content_type_for(file_name);
     if (type.empty())
@@ -366,25 +401,39 @@ rest_call multipart_upload(std::string path, std::string_view operation, const s
     for (char c : file_name)
         quoted += c == '"' ? std::string("%22") : std::string(1, c);
     const auto boundary = random_boundary();
+    multipart_envelope e;
+    e.content_type = "multipart/form-data; boundary=" + boundary;
+    e.head = "--" + boundary + "\r\n";
+    e.head += "Content-Disposition: form-data; name=\"file\"; filename=\"" + quoted + "\"\r\n";
+    e.head += "Content-Type: " + std::string(type) + "\r\n\r\n";
+    e.tail = "\r\n--" + boundary + "--\r\n";
+    return e;
+}
+
+rest_call multipart_upload(std::string path, std::string_view operation, const std::string& file_name,
+                           std::string_view contents)
+{
+    auto e = multipart_for(operation, file_name);
     std::string body;
-    body.reserve(contents.size() + 256);
-    body += "--" + boundary + "\r\n";
-    body += "Content-Disposition: form-data; name=\"file\"; filename=\"" + quoted + "\"\r\n";
-    body += "Content-Type: " + std::string(type) + "\r\n\r\n";
+    body.reserve(e.head.size() + contents.size() + e.tail.size());
+    body += e.head;
     body += contents;
-    body += "\r\n--" + boundary + "--\r\n";
+    body += e.tail;
     auto call = rest_call::post(std::move(path), std::move(body), operation);
-    call.content_type = "multipart/form-data; boundary=" + boundary;
+    call.content_type = std::move(e.content_type);
     return call;
 }
 
-std::string read_whole_file(const std::filesystem::path& path, std::string_view operation)
+/// A local file error: the OS's code (errno, which the caller cleared before the failed
+/// call; EIO when the stream library failed without setting it), naming the operation and the file.
+[[noreturn]] void throw_file_error(std::string_view operation, std::string what, const std::filesystem::path& path)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw lens::error(errc::invalid_argument, std::string(operation), "cannot open " + path.string());
-    return std::string(std::istreambuf_iterator<char>(in), {});
+    const int err = errno != 0 ? errno : EIO;
+    throw lens::error(boost::system::error_code(err, boost::system::system_category()), std::string(operation),
+                      what + " " + path.string());
 }
+
+std::size_t chunk_size_of(const transfer_options& opts) { return std::max<std::size_t>(opts.chunk_size, 4096); }
 
 } // namespace
 
@@ -466,15 +515,243 @@ task<std::string> download(self_ptr self, rest_call call)
     co_return std::move(resp.body());
 }
 
-task<file_record> upload_path(self_ptr self, std::filesystem::path path)
+/// A multipart upload streamed from disk: the envelope's head, the file a chunk at a
+/// time, the tail; Content-Length computed up front from the file's size. Each attempt
+/// reads the file from its start (an upload is retried only when surely unprocessed).
+class upload_attempt final : public client::impl::streamed_attempt {
+public:
+    upload_attempt(client::impl& self, const rest_call& call, std::filesystem::path path, std::uint64_t size,
+                   const multipart_envelope& envelope, const transfer_options& opts)
+        : self_(self), call_(call), path_(std::move(path)), size_(size), envelope_(envelope), opts_(opts)
+    {
+    }
+
+    asio::awaitable<detail::http_response> run(detail::http_connection& conn) override
+    {
+        errno = 0;
+        std::ifstream in(path_, std::ios::binary);
+        if (!in)
+            throw_file_error(call_.operation, "cannot open", path_);
+        detail::streamed_request req(http::verb::post, self_.ep->rest().target(call_.path), 11);
+        self_.ep->set_common_headers(req, self_.ep->rest());
+        req.set(http::field::accept, "application/json");
+        req.set(http::field::content_type, envelope_.content_type);
+        req.keep_alive(true);
+        req.content_length(envelope_.head.size() + size_ + envelope_.tail.size());
+        const auto stall = opts_.stall_timeout;
+        co_await conn.write_header(req, stall, call_.operation);
+        co_await conn.write_chunk(asio::buffer(envelope_.head), stall, call_.operation);
+        std::vector<char> chunk(chunk_size_of(opts_));
+        std::uint64_t done = 0;
+        while (done < size_) {
+            const auto want = static_cast<std::streamsize>(std::min<std::uint64_t>(chunk.size(), size_ - done));
+            errno = 0; // socket calls leave EAGAIN behind: only this read's cause may be reported
+            in.read(chunk.data(), want);
+            if (in.gcount() != want) // the file shrank (or failed) under us: the length sent is now a lie
+                throw_file_error(call_.operation, "short read from", path_);
+            co_await conn.write_chunk(asio::buffer(chunk.data(), static_cast<std::size_t>(want)), stall,
+                                      call_.operation);
+            done += static_cast<std::uint64_t>(want);
+            self_.counters.bytes_sent += static_cast<std::uint64_t>(want);
+            if (opts_.progress)
+                opts_.progress(done, size_);
+        }
+        if (size_ == 0 && opts_.progress)
+            opts_.progress(0, size_);
+        co_await conn.write_chunk(asio::buffer(envelope_.tail), stall, call_.operation);
+        detail::string_parser reply;
+        reply.body_limit(self_.cfg().max_reply_size);
+        co_await conn.read_rest(reply, stall, call_.operation);
+        co_return reply.release();
+    }
+
+private:
+    client::impl& self_;
+    const rest_call& call_;
+    std::filesystem::path path_;
+    std::uint64_t size_;
+    const multipart_envelope& envelope_;
+    const transfer_options& opts_;
+};
+
+task<file_record> upload_path(self_ptr self, std::filesystem::path path, transfer_options opts)
 {
     require(self, "files/upload");
     const auto name = path.filename().string();
-    if (content_type_for(name).empty()) // reject before reading a possibly large file
-        (void)multipart_upload("files", "files/upload", name, {});
-    auto contents = read_whole_file(path, "files/upload");
-    auto body = co_await client::impl::call_json(self, multipart_upload("files", "files/upload", name, contents));
+    const auto envelope = multipart_for("files/upload", name); // rejects before touching the file
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec || !std::ifstream(path, std::ios::binary))
+        throw lens::error(errc::invalid_argument, "files/upload", "cannot open " + path.string());
+    auto call = rest_call::post("files", std::string(), "files/upload");
+    upload_attempt attempt(*self, call, path, size, envelope, opts);
+    auto resp = co_await client::impl::exchange(self, call, 0, &attempt);
+    auto body = detail::success_body(resp, call.operation, *self->ep);
     co_return detail::decode<file_record>(body, "files/upload");
+}
+
+/// A download handed to a sink a chunk at a time: the reply's header, then its body read
+/// into one chunk buffer, each filled chunk given to the sink. No body limit: the sink
+/// decides. An error reply is read whole (bounded by max_reply_size) for its diagnostics.
+class download_attempt final : public client::impl::streamed_attempt {
+public:
+    /// `restart`, when given, undoes what the sink received (truncates a `.part` file),
+    /// so that any attempt may start over; without it only attempts that delivered nothing may.
+    download_attempt(client::impl& self, const rest_call& call, const transfer_sink& sink,
+                     std::function<void()> restart, const transfer_options& opts)
+        : self_(self), call_(call), sink_(sink), restart_(std::move(restart)), opts_(opts)
+    {
+    }
+
+    asio::awaitable<detail::http_response> run(detail::http_connection& conn) override
+    {
+        if (delivered_ > 0 && restart_) {
+            restart_();
+            delivered_ = 0;
+        }
+        const auto stall = opts_.stall_timeout;
+        auto req = self_.build(call_);
+        co_await conn.write(req, detail::deadline_after(clock::now(), stall), call_.operation);
+        detail::header_parser head;
+        head.body_limit(boost::none); // checked against Content-Length with the header: the sink decides
+        co_await conn.read_header(head, stall, call_.operation);
+        if (head.get().result_int() >= 400) {
+            const auto limit = self_.cfg().max_reply_size;
+            if (auto length = head.content_length(); length && *length > limit)
+                throw detail::transport_error(detail::failure_stage::exchange, errc::body_too_large,
+                                              std::string(call_.operation),
+                                              "error reply body over the limit of " + std::to_string(limit) +
+                                                  " bytes");
+            detail::string_parser error_reply(std::move(head));
+            error_reply.body_limit(self_.cfg().max_reply_size);
+            co_await conn.read_rest(error_reply, stall, call_.operation);
+            co_return error_reply.release();
+        }
+        detail::chunk_parser body(std::move(head));
+        body.body_limit(boost::none);
+        std::optional<std::uint64_t> total;
+        if (auto length = body.content_length())
+            total = *length;
+        std::vector<char> chunk(chunk_size_of(opts_));
+        // Beast reads into the free space of the connection's buffer (grown for the header
+        // only): room for a chunk makes each read a chunk, not a few hundred bytes.
+        conn.buffer().reserve(chunk.size());
+        while (!body.is_done()) {
+            body.get().body().data = chunk.data();
+            body.get().body().size = chunk.size();
+            co_await conn.read_some(body, stall, call_.operation);
+            const auto n = chunk.size() - body.get().body().size;
+            if (n == 0)
+                continue;
+            delivered_ += n;
+            self_.counters.bytes_received += n;
+            sink_(std::string_view(chunk.data(), n));
+            if (opts_.progress)
+                opts_.progress(delivered_, total);
+        }
+        if (delivered_ == 0 && opts_.progress)
+            opts_.progress(0, total);
+        detail::http_response header_only;
+        header_only.base() = body.get().base();
+        co_return header_only;
+    }
+
+    bool may_retry() const noexcept override { return delivered_ == 0 || static_cast<bool>(restart_); }
+    std::uint64_t delivered() const noexcept { return delivered_; }
+
+private:
+    client::impl& self_;
+    const rest_call& call_;
+    const transfer_sink& sink_;
+    std::function<void()> restart_;
+    const transfer_options& opts_;
+    std::uint64_t delivered_ = 0;
+};
+
+task<std::uint64_t> download_to_sink(self_ptr self, rest_call call, transfer_sink sink, transfer_options opts)
+{
+    require(self, call.operation);
+    if (!sink)
+        throw lens::error(errc::invalid_argument, std::string(call.operation), "no sink");
+    download_attempt attempt(*self, call, sink, nullptr, opts);
+    co_await client::impl::exchange(self, call, 0, &attempt);
+    co_return attempt.delivered();
+}
+
+/// The `.part` file of a download to a path: written chunk by chunk, renamed over the
+/// target on success, removed on every other exit (failure, cancellation, destruction).
+class part_file {
+public:
+    part_file(std::filesystem::path target, std::string_view operation)
+        : target_(std::move(target)), part_(target_), operation_(operation)
+    {
+        part_ += ".part";
+        open();
+    }
+    ~part_file()
+    {
+        if (committed_)
+            return;
+        out_.close();
+        std::error_code ignored;
+        std::filesystem::remove(part_, ignored);
+    }
+    part_file(const part_file&) = delete;
+    part_file& operator=(const part_file&) = delete;
+
+    void write(std::string_view chunk)
+    {
+        errno = 0; // socket calls leave EAGAIN behind: only this write's cause may be reported
+        if (!out_.write(chunk.data(), static_cast<std::streamsize>(chunk.size())))
+            throw_file_error(operation_, "cannot write", part_);
+    }
+    /// Starts over: the file empty again (a retried attempt).
+    void truncate()
+    {
+        out_.close();
+        open();
+    }
+    /// Flushes, closes and renames the part over the target.
+    void commit()
+    {
+        errno = 0;
+        out_.close();
+        if (out_.fail())
+            throw_file_error(operation_, "cannot write", part_);
+        std::error_code ec;
+        std::filesystem::rename(part_, target_, ec);
+        if (ec)
+            throw lens::error(ec, std::string(operation_), "cannot rename " + part_.string() + " to " +
+                                                               target_.string());
+        committed_ = true;
+    }
+
+private:
+    void open()
+    {
+        errno = 0;
+        out_.open(part_, std::ios::binary | std::ios::trunc);
+        if (!out_)
+            throw_file_error(operation_, "cannot create", part_);
+    }
+
+    std::filesystem::path target_;
+    std::filesystem::path part_;
+    std::string_view operation_;
+    std::ofstream out_;
+    bool committed_ = false;
+};
+
+task<std::uint64_t> download_to_path(self_ptr self, rest_call call, std::filesystem::path path,
+                                     transfer_options opts)
+{
+    require(self, call.operation);
+    part_file part(path, call.operation);
+    transfer_sink sink = [&part](std::string_view chunk) { part.write(chunk); };
+    download_attempt attempt(*self, call, sink, [&part] { part.truncate(); }, opts);
+    co_await client::impl::exchange(self, call, 0, &attempt);
+    part.commit();
+    co_return attempt.delivered();
 }
 
 } // namespace ops
@@ -569,7 +846,12 @@ task<json::value> client::process_event_task(std::string&& session_id, std::stri
 
 task<file_record> client::upload_file_task(std::filesystem::path&& path)
 {
-    return ops::upload_path(impl_, std::move(path));
+    return ops::upload_path(impl_, std::move(path), transfer_options());
+}
+
+task<file_record> client::upload_file_task(std::filesystem::path&& path, const transfer_options& opts)
+{
+    return ops::upload_path(impl_, std::move(path), opts);
 }
 
 task<file_record> client::upload_file_task(std::string&& file_name, std::string&& contents)
@@ -603,6 +885,27 @@ task<file_record> client::get_file_task(std::string&& file_id)
 task<std::string> client::download_file_task(std::string&& file_id)
 {
     return ops::download(impl_, rest_call::get("files/download/" + detail::encode_segment(file_id), "files/download"));
+}
+
+task<std::uint64_t> client::download_file_to_task(std::string&& file_id, std::filesystem::path&& path,
+                                                  const transfer_options& opts)
+{
+    return ops::download_to_path(
+        impl_, rest_call::get("files/download/" + detail::encode_segment(file_id), "files/download"),
+        std::move(path), opts);
+}
+
+task<std::uint64_t> client::download_file_to_task(std::string&& file_id, std::filesystem::path&& path)
+{
+    return download_file_to_task(std::move(file_id), std::move(path), transfer_options());
+}
+
+task<std::uint64_t> client::download_file_to_sink_task(std::string&& file_id, transfer_sink&& sink,
+                                                       const transfer_options& opts)
+{
+    return ops::download_to_sink(
+        impl_, rest_call::get("files/download/" + detail::encode_segment(file_id), "files/download"),
+        std::move(sink), opts);
 }
 
 task<void> client::delete_file_task(std::string&& file_id)

@@ -3,7 +3,9 @@
 ///
 /// A `client` owns a configuration and a small pool of keep-alive connections
 /// to one endpoint. Every call is an awaitable with a deadline (`config::timeout`,
-/// retries and backoff included); transient failures (429, 5xx, connection
+/// retries and backoff included) — except the streamed file transfers
+/// (`upload_file(path)`, `download_file_to`, `download_file_to_sink`), whose deadline
+/// bounds stalls instead (lens/transfer.hpp); transient failures (429, 5xx, connection
 /// failures) are retried with exponential backoff and jitter, honouring
 /// `Retry-After`. Calls that may have taken effect (create, register, clone,
 /// upload, events/process) are retried on a 5xx or a dropped connection only
@@ -30,6 +32,7 @@
 #include <lens/diagnostics.hpp>
 #include <lens/error.hpp>
 #include <lens/records.hpp>
+#include <lens/transfer.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -331,8 +334,11 @@ public:
         });
     }
     // ---- files -------------------------------------------------------------
-    /// Multipart upload of a local file. The content type comes from the extension
-    /// (png, jpg/jpeg, mp4, csv, json/jsonl/txt); others are rejected before sending.
+    /// Multipart upload of a local file, streamed from disk a chunk at a time (the file is
+    /// never held in memory; see lens/transfer.hpp), with default `transfer_options`. The
+    /// content type comes from the extension (png, jpg/jpeg, mp4, csv, json/jsonl/txt);
+    /// others are rejected before sending, like a file that cannot be opened
+    /// (errc::invalid_argument). Retried only when surely unprocessed (a failed connect, a 429).
     template <completion_token_for<file_record> Token = default_token>
     auto upload_file(std::filesystem::path path, Token&& token = {})
     {
@@ -344,6 +350,21 @@ public:
     auto upload_file(std::filesystem::path path, diagnostics& diag, Token&& token = {})
     {
         return run<file_record>(std::forward<Token>(token), diag, [&] { return upload_file_task(std::move(path)); });
+    }
+    /// \overload
+    /// With `opts`: the stall timeout, progress reports (of the file's bytes) and chunk size.
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file(std::filesystem::path path, const transfer_options& opts, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), [&] { return upload_file_task(std::move(path), opts); });
+    }
+    /// \overload
+    /// With `opts`, filling `diag` on failure.
+    template <completion_token_for<file_record> Token = default_token>
+    auto upload_file(std::filesystem::path path, const transfer_options& opts, diagnostics& diag, Token&& token = {})
+    {
+        return run<file_record>(std::forward<Token>(token), diag,
+                                [&] { return upload_file_task(std::move(path), opts); });
     }
     /// Multipart upload of in-memory contents under `file_name`.
     template <completion_token_for<file_record> Token = default_token>
@@ -414,7 +435,8 @@ public:
     {
         return run<file_record>(std::forward<Token>(token), diag, [&] { return get_file_task(std::move(file_id)); });
     }
-    /// GET files/download/{id}: the contents (at most config::max_body_size bytes).
+    /// GET files/download/{id}: the contents, in memory (at most config::max_body_size
+    /// bytes, within config::timeout); for large files see download_file_to.
     template <completion_token_for<std::string> Token = default_token>
     auto download_file(std::string file_id, Token&& token = {})
     {
@@ -427,6 +449,64 @@ public:
     {
         return run<std::string>(std::forward<Token>(token), diag,
                                 [&] { return download_file_task(std::move(file_id)); });
+    }
+    /// GET files/download/{id} streamed into the file `path` (see lens/transfer.hpp): written
+    /// a chunk at a time to `path` + ".part", renamed over `path` on success and removed on
+    /// failure or cancellation; no size limit. Completes with the number of bytes written.
+    /// A failed attempt that may be retried (a lost connection, a stall, a 5xx) starts the
+    /// file over. Local file errors carry the OS's error code.
+    template <completion_token_for<std::uint64_t> Token = default_token>
+    auto download_file_to(std::string file_id, std::filesystem::path path, const transfer_options& opts,
+                          Token&& token = {})
+    {
+        return run<std::uint64_t>(std::forward<Token>(token),
+                                  [&] { return download_file_to_task(std::move(file_id), std::move(path), opts); });
+    }
+    /// \overload
+    /// Filling `diag` on failure.
+    template <completion_token_for<std::uint64_t> Token = default_token>
+    auto download_file_to(std::string file_id, std::filesystem::path path, const transfer_options& opts,
+                          diagnostics& diag, Token&& token = {})
+    {
+        return run<std::uint64_t>(std::forward<Token>(token), diag,
+                                  [&] { return download_file_to_task(std::move(file_id), std::move(path), opts); });
+    }
+    /// \overload
+    /// With default `transfer_options` (an overload, not a default argument: g++ 12).
+    template <completion_token_for<std::uint64_t> Token = default_token>
+    auto download_file_to(std::string file_id, std::filesystem::path path, Token&& token = {})
+    {
+        return run<std::uint64_t>(std::forward<Token>(token),
+                                  [&] { return download_file_to_task(std::move(file_id), std::move(path)); });
+    }
+    /// \overload
+    /// With default `transfer_options`, filling `diag` on failure.
+    template <completion_token_for<std::uint64_t> Token = default_token>
+    auto download_file_to(std::string file_id, std::filesystem::path path, diagnostics& diag, Token&& token = {})
+    {
+        return run<std::uint64_t>(std::forward<Token>(token), diag,
+                                  [&] { return download_file_to_task(std::move(file_id), std::move(path)); });
+    }
+    /// GET files/download/{id} handed to `sink` a chunk at a time (see lens/transfer.hpp);
+    /// no size limit: the sink decides (by throwing). Completes with the number of bytes
+    /// delivered. Retried only while the sink has received nothing.
+    template <completion_token_for<std::uint64_t> Token = default_token>
+    auto download_file_to_sink(std::string file_id, transfer_sink sink, const transfer_options& opts,
+                               Token&& token = {})
+    {
+        return run<std::uint64_t>(std::forward<Token>(token), [&] {
+            return download_file_to_sink_task(std::move(file_id), std::move(sink), opts);
+        });
+    }
+    /// \overload
+    /// Filling `diag` on failure.
+    template <completion_token_for<std::uint64_t> Token = default_token>
+    auto download_file_to_sink(std::string file_id, transfer_sink sink, const transfer_options& opts,
+                               diagnostics& diag, Token&& token = {})
+    {
+        return run<std::uint64_t>(std::forward<Token>(token), diag, [&] {
+            return download_file_to_sink_task(std::move(file_id), std::move(sink), opts);
+        });
     }
     /// DELETE files/delete/{id}.
     template <completion_token_for<void> Token = default_token>
@@ -463,12 +543,18 @@ private:
     task<boost::json::value> process_event_task(std::string&& session_id, std::string&& type,
                                                 boost::json::value&& event_data);
     task<file_record> upload_file_task(std::filesystem::path&& path);
+    task<file_record> upload_file_task(std::filesystem::path&& path, const transfer_options& opts);
     task<file_record> upload_file_task(std::string&& file_name, std::string&& contents);
     task<file_record> upload_file_base64_task(std::string&& file_name, std::string&& contents);
     task<boost::json::value> files_info_task();
     task<std::vector<file_record>> list_files_task();
     task<file_record> get_file_task(std::string&& file_id);
     task<std::string> download_file_task(std::string&& file_id);
+    task<std::uint64_t> download_file_to_task(std::string&& file_id, std::filesystem::path&& path,
+                                              const transfer_options& opts);
+    task<std::uint64_t> download_file_to_task(std::string&& file_id, std::filesystem::path&& path);
+    task<std::uint64_t> download_file_to_sink_task(std::string&& file_id, transfer_sink&& sink,
+                                                   const transfer_options& opts);
     task<void> delete_file_task(std::string&& file_id);
 
     /// The executor the token path spawns on; empty for a moved-from client.

@@ -32,7 +32,8 @@ struct config {
     std::string endpoint = "https://api.u1.archetypeai.app/v0.5";
     /// The API key. A secret: lens never prints it, logs it, or puts it in an error.
     std::string api_key;
-    /// Deadline of one whole call, retries and backoff included.
+    /// Deadline of one whole call, retries and backoff included. Not of the streamed file
+    /// transfers: their `transfer_options::stall_timeout` bounds each stall instead.
     std::chrono::milliseconds timeout = std::chrono::seconds(30);
     /// Deadline of establishing one connection (TCP + TLS) within the call's deadline.
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
@@ -46,7 +47,8 @@ struct config {
     /// most 8 times as many bytes (errc::body_too_large beyond), so no reply can make
     /// lens allocate without bound (`[{},{},...]` is 3 bytes per object).
     std::size_t max_reply_size = 8 * 1024 * 1024;
-    /// Largest file `download_file` accepts.
+    /// Largest file `download_file` accepts (in memory); `download_file_to` and
+    /// `download_file_to_sink` stream files of any size.
     std::size_t max_body_size = 64 * 1024 * 1024;
     /// Hosts other than the endpoint's own whose `session_endpoint` may receive the API
     /// key. By default a session's control channel is opened only on the REST

@@ -124,6 +124,13 @@ struct options {
     std::string ca_file;                     ///< where to write the CA (TLS); empty: a temporary file
     std::string api_key = "emulator-key";    ///< the only key accepted
     std::size_t max_sessions = 64;           ///< live sessions before create answers "Failed to allocate lens runner"
+    /// Uploads to `files` (not `files/base64`) announcing a Content-Length over this many
+    /// bytes are spooled to a temporary file rather than memory, and their downloads are
+    /// served from it a chunk at a time: the emulator accepts and serves files of any
+    /// size in bounded memory. (A spooled file's bytes are not seen by file readers of
+    /// input streams, which work on in-memory files.) The files are removed with the
+    /// emulator or when deleted or replaced.
+    std::uint64_t spool_uploads_over = 64ull * 1024 * 1024;
     rest_knobs rest;                         ///< faults of the REST surface
     ws_knobs ws;                             ///< faults of the WebSocket surface
     sse_knobs sse;                           ///< faults and pacing of the SSE surface
@@ -137,6 +144,7 @@ struct stats {
     std::size_t ws_frames_received = 0;  ///< request frames over every WebSocket
     std::size_t sse_connections = 0;     ///< consumer requests handed to the SSE surface
     std::size_t live_sessions = 0;       ///< sessions created and not destroyed
+    std::size_t spooled_uploads = 0;     ///< upload bodies spooled to disk (options::spool_uploads_over)
 };
 
 /// The emulator: a listening socket and the state of its lenses, sessions and files,

@@ -16,7 +16,10 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
@@ -30,6 +33,12 @@ namespace lens::detail {
 using clock = std::chrono::steady_clock;
 using http_request = boost::beast::http::request<boost::beast::http::string_body>;
 using http_response = boost::beast::http::response<boost::beast::http::string_body>;
+/// The header of a request whose body the caller writes itself (`write_chunk`).
+using streamed_request = boost::beast::http::request<boost::beast::http::empty_body>;
+/// The parser a streamed reply is read with: header first, then the body a chunk at a time.
+using header_parser = boost::beast::http::response_parser<boost::beast::http::empty_body>;
+using chunk_parser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
+using string_parser = boost::beast::http::response_parser<boost::beast::http::string_body>;
 
 /// A TLS client context per `config`: peer verification on (system trust store plus
 /// `config::ca_file`), TLS 1.2 minimum. Shared by all connections of a client.
@@ -69,6 +78,25 @@ public:
     /// Writes `req` only (for streaming replies read by the caller through `stream()`).
     boost::asio::awaitable<void> write(http_request& req, clock::time_point deadline,
                                        std::string_view operation);
+
+    // ---- streamed transfers (lens/transfer.hpp): every operation below must finish
+    // within `stall`, counted from its start; a stall throws transport_error errc::timeout.
+
+    /// Writes the header of `req` (its Content-Length set by the caller).
+    boost::asio::awaitable<void> write_header(streamed_request& req, std::chrono::milliseconds stall,
+                                              std::string_view operation);
+    /// Writes `bytes` of the body.
+    boost::asio::awaitable<void> write_chunk(boost::asio::const_buffer bytes, std::chrono::milliseconds stall,
+                                             std::string_view operation);
+    /// Reads a reply's header into `parser`.
+    boost::asio::awaitable<void> read_header(header_parser& parser, std::chrono::milliseconds stall,
+                                             std::string_view operation);
+    /// Reads what remains of a reply (its body, at most the parser's body limit).
+    boost::asio::awaitable<void> read_rest(string_parser& parser, std::chrono::milliseconds stall,
+                                           std::string_view operation);
+    /// Reads some of a reply's body into the buffer `parser.get().body()` points at.
+    boost::asio::awaitable<void> read_some(chunk_parser& parser, std::chrono::milliseconds stall,
+                                           std::string_view operation);
 
     /// True if the peer has not closed an idle keep-alive connection (non-blocking peek).
     bool still_open();

@@ -13,6 +13,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/file_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -20,6 +21,7 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include <fstream>
 #include <variant>
 
 namespace lens::emulator::detail {
@@ -288,7 +290,8 @@ private:
         }
         for (;;) {
             http::request_parser<http::string_body> parser;
-            parser.body_limit(max_request_body);
+            // The limit is applied after the header: a spooled upload has none.
+            parser.body_limit(boost::none);
             boost::system::error_code ec;
             co_await http::async_read_header(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
             if (ec || srv_->stopped)
@@ -300,11 +303,32 @@ private:
                 if (ec)
                     co_return;
             }
-            co_await http::async_read(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
-            if (ec || srv_->stopped)
-                co_return;
-
-            request req = parser.release();
+            request req;
+            std::shared_ptr<disk_file> spooled;
+            if (should_spool(parser.get(), parser.content_length())) {
+                // A large upload goes to a temporary file as it arrives, never to memory.
+                spooled = std::make_shared<disk_file>(spool_path());
+                ++srv_->counters.spooled_uploads;
+                http::request_parser<http::file_body> to_disk(std::move(parser));
+                to_disk.body_limit(boost::none);
+                to_disk.get().body().open(spooled->path.c_str(), beast::file_mode::write, ec);
+                if (ec)
+                    co_return;
+                buffer_.reserve(256 * 1024); // reads of 256 KiB, not of what the header left free
+                co_await http::async_read(stream_, buffer_, to_disk, asio::redirect_error(use_awaitable, ec));
+                if (ec || srv_->stopped)
+                    co_return;
+                to_disk.get().body().close();
+                req.base() = to_disk.get().base();
+            } else {
+                if (auto length = parser.content_length(); length && *length > max_request_body)
+                    co_return; // as Beast's body limit would: the connection ends
+                parser.body_limit(max_request_body); // for chunked bodies, checked as they arrive
+                co_await http::async_read(stream_, buffer_, parser, asio::redirect_error(use_awaitable, ec));
+                if (ec || srv_->stopped)
+                    co_return;
+                req = parser.release();
+            }
             std::optional<api_target> target = parse_target(req.target());
 
             // (Results are named rather than tested inside `if (co_await ...)`:
@@ -317,11 +341,50 @@ private:
                 const bool done = co_await consume(std::move(req), target->segments[3]);
                 keep_going = !done;
             } else {
-                keep_going = co_await rest(std::move(req), target);
+                keep_going = co_await rest(std::move(req), target, std::move(spooled));
             }
             if (!keep_going)
                 co_return;
         }
+    }
+
+    /// True for an upload to `files` announcing more than `options::spool_uploads_over` bytes.
+    bool should_spool(const request& head, boost::optional<std::uint64_t> length) const
+    {
+        if (head.method() != http::verb::post)
+            return false;
+        if (!length || *length <= srv_->opts.spool_uploads_over)
+            return false;
+        const auto target = parse_target(head.target());
+        return target && target->segments.size() == 1 && target->segments[0] == "files";
+    }
+
+    /// Writes the header `res`, then the bytes of `file` a chunk at a time; false when
+    /// the connection must end.
+    asio::awaitable<bool> send_file(response res, std::shared_ptr<const disk_file> file)
+    {
+        http::response<http::empty_body> head;
+        head.base() = res.base();
+        http::response_serializer<http::empty_body> sr(head);
+        boost::system::error_code ec;
+        co_await http::async_write_header(stream_, sr, asio::redirect_error(use_awaitable, ec));
+        if (ec)
+            co_return false;
+        std::ifstream in(file->path, std::ios::binary);
+        in.seekg(static_cast<std::streamoff>(file->offset));
+        std::vector<char> chunk(256 * 1024);
+        for (std::uint64_t left = file->size; left > 0;) {
+            const auto want = static_cast<std::streamsize>(std::min<std::uint64_t>(left, chunk.size()));
+            in.read(chunk.data(), want);
+            if (in.gcount() != want)
+                co_return false; // the length is sent: a short file can only end the connection
+            co_await asio::async_write(stream_, asio::buffer(chunk.data(), static_cast<std::size_t>(want)),
+                                       asio::redirect_error(use_awaitable, ec));
+            if (ec)
+                co_return false;
+            left -= static_cast<std::uint64_t>(want);
+        }
+        co_return res.keep_alive();
     }
 
     /// Writes `res`; false when the connection must end.
@@ -333,7 +396,8 @@ private:
     }
 
     /// One REST request with the fault knobs. Returns false when the connection must end.
-    asio::awaitable<bool> rest(request req, const std::optional<api_target>& target)
+    asio::awaitable<bool> rest(request req, const std::optional<api_target>& target,
+                               std::shared_ptr<disk_file> spooled)
     {
         server::impl& srv = *srv_;
         rest_knobs& k = srv.opts.rest;
@@ -373,6 +437,7 @@ private:
 
         std::chrono::milliseconds delay = k.delay;
         response res;
+        std::shared_ptr<const disk_file> body_file;
         switch (f) {
         case fault::fail: res = injected_failure(req, k.fail_status, k.retry_after_seconds, k.fail_body); break;
         case fault::given:
@@ -389,15 +454,18 @@ private:
             } else if (!has_valid_bearer(srv, req)) {
                 res = unauthorized_response(req);
             } else {
-                rest_outcome out = handle_rest(srv, req);
+                rest_outcome out = handle_rest(srv, req, std::move(spooled));
                 res = std::move(out.res);
                 delay += out.delay;
+                body_file = std::move(out.body_file);
             }
         }
 
         const bool still_open = co_await waits_.wait(srv_->executor, delay);
         if (!still_open)
             co_return false;
+        if (body_file)
+            co_return co_await send_file(std::move(res), std::move(body_file));
         co_return co_await send(std::move(res));
     }
 

@@ -45,10 +45,14 @@ std::optional<api_target> parse_target(std::string_view target);
 struct rest_outcome {
     response res;
     std::chrono::milliseconds delay{0}; ///< wait this long before replying (a lens's thinking time)
+    /// The body, when it is a spooled file: `res` is then the header only (its
+    /// Content-Length set), and the connection streams the file after it.
+    std::shared_ptr<const disk_file> body_file;
 };
 
-/// Answers one authorized REST request (fault knobs were applied by the caller).
-rest_outcome handle_rest(server::impl& srv, const request& req);
+/// Answers one authorized REST request (fault knobs were applied by the caller). `spooled`
+/// holds the request's body when the connection spooled it to disk (`req.body()` is then empty).
+rest_outcome handle_rest(server::impl& srv, const request& req, std::shared_ptr<disk_file> spooled = nullptr);
 
 /// A JSON reply that keeps the request's keep-alive choice.
 response json_response(const request& req, unsigned status, const boost::json::value& body);

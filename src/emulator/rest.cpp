@@ -90,8 +90,8 @@ json::object file_record(const stored_file& f)
         {"file_uid", f.uid},
         {"file_name", f.id},
         {"file_type", f.content_type},
-        {"num_bytes", f.bytes.size()},
-        {"file_size", f.bytes.size()},
+        {"num_bytes", f.size()},
+        {"file_size", f.size()},
         {"upload_timestamp", f.upload_timestamp},
     };
 }
@@ -104,7 +104,13 @@ std::string basename_of(std::string_view path)
 
 class rest_router {
 public:
-    rest_router(server::impl& srv, const request& req, const api_target& t) : srv_(srv), req_(req), t_(t) {}
+    rest_router(server::impl& srv, const request& req, const api_target& t, std::shared_ptr<disk_file> spooled)
+        : srv_(srv), req_(req), t_(t), spooled_(std::move(spooled))
+    {
+    }
+
+    /// The file a download streams (set by file_download for a spooled file).
+    std::shared_ptr<const disk_file> body_file;
 
     rest_outcome route()
     {
@@ -382,8 +388,44 @@ private:
 
     // ---- files -------------------------------------------------------------------
 
+    /// An upload spooled to disk: the file part's bytes stay where they are, in the spool.
+    response upload_spooled()
+    {
+        auto parts = parse_multipart_file(req_[http::field::content_type], spooled_->path);
+        if (!parts)
+            return detail_reply(req_, 400, "Malformed multipart/form-data body");
+        spooled_part* file = nullptr;
+        for (auto& p : *parts)
+            if (p.name == "file") {
+                file = &p;
+                break;
+            }
+        if (!file)
+            return detail_reply(req_, 422, "The form field 'file' is required");
+        std::string id = basename_of(file->file_name);
+        if (id.empty())
+            return detail_reply(req_, 422, "The 'file' part needs a filename");
+        std::string type = content_type_for(id);
+        if (type.empty())
+            return invalid_reply(req_, 400, "Unsupported file type: " + id +
+                                                " (accepted: png, jpg, jpeg, mp4, csv, json, jsonl, txt)");
+        spooled_->offset = file->offset;
+        spooled_->size = file->size;
+        stored_file f;
+        f.on_disk = std::move(spooled_);
+        f.id = id;
+        f.uid = random_uid();
+        f.content_type = type;
+        f.upload_timestamp = now_seconds();
+        json::object reply{{"is_valid", true}, {"file_id", f.id}, {"file_uid", f.uid}};
+        srv_.files.insert_or_assign(id, std::move(f));
+        return json_response(req_, 200, reply);
+    }
+
     response upload(bool base64)
     {
+        if (spooled_ && !base64)
+            return upload_spooled();
         auto parts = parse_multipart(req_[http::field::content_type], req_.body());
         if (!parts)
             return detail_reply(req_, 400, "Malformed multipart/form-data body");
@@ -427,7 +469,7 @@ private:
     {
         std::size_t bytes = 0;
         for (auto& [id, f] : srv_.files)
-            bytes += f.bytes.size();
+            bytes += f.size();
         return json_response(req_, 200, json::object{{"num_files", srv_.files.size()}, {"num_bytes", bytes}});
     }
 
@@ -460,6 +502,11 @@ private:
         res.set(http::field::content_type, it->second.content_type);
         res.set(http::field::content_disposition, "attachment; filename=\"" + id + "\"");
         res.keep_alive(req_.keep_alive());
+        if (it->second.on_disk) {
+            body_file = it->second.on_disk;
+            res.content_length(body_file->size);
+            return res;
+        }
         res.body() = it->second.bytes;
         res.prepare_payload();
         return res;
@@ -477,16 +524,20 @@ private:
     server::impl& srv_;
     const request& req_;
     const api_target& t_;
+    std::shared_ptr<disk_file> spooled_;
 };
 
 } // namespace
 
-rest_outcome handle_rest(server::impl& srv, const request& req)
+rest_outcome handle_rest(server::impl& srv, const request& req, std::shared_ptr<disk_file> spooled)
 {
     auto target = parse_target(req.target());
     if (!target)
         return {detail_reply(req, 404, "Not Found")};
-    return rest_router(srv, req, *target).route();
+    rest_router router(srv, req, *target, std::move(spooled));
+    auto out = router.route();
+    out.body_file = std::move(router.body_file);
+    return out;
 }
 
 } // namespace lens::emulator::detail

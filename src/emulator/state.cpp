@@ -18,6 +18,11 @@ using detail::status_spelling;
 
 namespace detail {
 
+std::filesystem::path spool_path()
+{
+    return std::filesystem::temp_directory_path() / ("lens-emulator-upload-" + random_hex(12));
+}
+
 std::string random_hex(std::size_t bytes)
 {
     std::vector<unsigned char> raw(bytes);

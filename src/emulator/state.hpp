@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -92,12 +93,36 @@ struct session_state {
     std::shared_ptr<sse_feed> feed;
 };
 
+/// Contents kept on disk: `size` bytes from `offset` of the file `path` (a spooled upload
+/// body, the file part's bytes inside it). The file is removed with the last reference,
+/// so a download in progress outlives a delete or a replacement.
+struct disk_file {
+    std::filesystem::path path;
+    std::uint64_t offset = 0;
+    std::uint64_t size = 0;
+
+    explicit disk_file(std::filesystem::path p) : path(std::move(p)) {}
+    ~disk_file()
+    {
+        std::error_code ignored;
+        std::filesystem::remove(path, ignored);
+    }
+    disk_file(const disk_file&) = delete;
+    disk_file& operator=(const disk_file&) = delete;
+};
+
+/// A fresh path in the system's temporary directory for a spooled upload.
+std::filesystem::path spool_path();
+
 struct stored_file {
     std::string id;           ///< the basename; what stream configs name
     std::string uid;
     std::string content_type;
-    std::string bytes;
+    std::string bytes;        ///< the contents, unless `on_disk`
+    std::shared_ptr<const disk_file> on_disk; ///< the contents of a spooled upload
     double upload_timestamp = 0;
+
+    std::uint64_t size() const noexcept { return on_disk ? on_disk->size : bytes.size(); }
 };
 
 /// The real server spells one session state several ways depending on the call
@@ -145,6 +170,18 @@ struct form_part {
 };
 /// Parses a multipart/form-data body; nullopt when the body or the boundary is malformed.
 std::optional<std::vector<form_part>> parse_multipart(std::string_view content_type_header, std::string_view body);
+/// A part of a multipart body on disk: its headers, and where its bytes are in the file.
+struct spooled_part {
+    std::string name;
+    std::string file_name;
+    std::string content_type;
+    std::uint64_t offset = 0;
+    std::uint64_t size = 0;
+};
+/// Parses a multipart/form-data body held in the file `path` a window at a time (the
+/// same grammar as parse_multipart); nullopt when malformed or unreadable.
+std::optional<std::vector<spooled_part>> parse_multipart_file(std::string_view content_type_header,
+                                                              const std::filesystem::path& path);
 
 // ---- TLS (tls.cpp) ---------------------------------------------------------
 struct generated_certificates {

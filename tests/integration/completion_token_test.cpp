@@ -368,6 +368,43 @@ std::vector<row> client_successes()
              CHECK_FALSE(ec);
              CHECK(v == sample_csv());
          }},
+        {"client upload_file from a path with transfer options",
+         [](world& w) -> task<void> {
+             temp_file file("streamed.csv", sample_csv());
+             lens::transfer_options opts;
+             auto [ec, v] = co_await w.c.upload_file(file.path, opts, tuple_token);
+             CHECK_FALSE(ec);
+             CHECK(v.file_id == "streamed.csv");
+         }},
+        {"client download_file_to",
+         [](world& w) -> task<void> {
+             co_await w.c.upload_file(std::string("to_disk.csv"), sample_csv());
+             temp_file file("placeholder.csv", "");
+             auto [ec, n] = co_await w.c.download_file_to("to_disk.csv", file.dir / "copy.csv", tuple_token);
+             CHECK_FALSE(ec);
+             CHECK(n == sample_csv().size());
+             CHECK(std::filesystem::file_size(file.dir / "copy.csv") == sample_csv().size());
+         }},
+        {"client download_file_to with transfer options",
+         [](world& w) -> task<void> {
+             co_await w.c.upload_file(std::string("to_disk.csv"), sample_csv());
+             temp_file file("placeholder.csv", "");
+             lens::transfer_options opts;
+             auto [ec, n] = co_await w.c.download_file_to("to_disk.csv", file.dir / "copy.csv", opts, tuple_token);
+             CHECK_FALSE(ec);
+             CHECK(n == sample_csv().size());
+         }},
+        {"client download_file_to_sink",
+         [](world& w) -> task<void> {
+             co_await w.c.upload_file(std::string("to_sink.csv"), sample_csv());
+             std::string got;
+             lens::transfer_options opts;
+             auto [ec, n] = co_await w.c.download_file_to_sink(
+                 "to_sink.csv", [&got](std::string_view chunk) { got += chunk; }, opts, tuple_token);
+             CHECK_FALSE(ec);
+             CHECK(n == sample_csv().size());
+             CHECK(got == sample_csv());
+         }},
         {"client delete_file",
          [](world& w) -> task<void> {
              co_await w.c.upload_file(std::string("gone.csv"), sample_csv());
@@ -634,6 +671,34 @@ std::vector<refused_row> refused_rows()
          [](world&, client& c, diagnostics& d) -> task<error_code> {
              temp_file file("refused.csv", sample_csv());
              auto [ec, v] = co_await c.upload_file(file.path, d, tuple_token);
+             co_return ec;
+         }},
+        {"upload_file from a path with transfer options", "files/upload",
+         [](world&, client& c, diagnostics& d) -> task<error_code> {
+             temp_file file("refused.csv", sample_csv());
+             lens::transfer_options opts;
+             auto [ec, v] = co_await c.upload_file(file.path, opts, d, tuple_token);
+             co_return ec;
+         }},
+        {"download_file_to", "files/download",
+         [](world&, client& c, diagnostics& d) -> task<error_code> {
+             temp_file file("placeholder.csv", "");
+             auto [ec, n] = co_await c.download_file_to("x.csv", file.dir / "x.csv", d, tuple_token);
+             CHECK(n == 0);
+             CHECK_FALSE(std::filesystem::exists(file.dir / "x.csv.part"));
+             co_return ec;
+         }},
+        {"download_file_to with transfer options", "files/download",
+         [](world&, client& c, diagnostics& d) -> task<error_code> {
+             temp_file file("placeholder.csv", "");
+             lens::transfer_options opts;
+             auto [ec, n] = co_await c.download_file_to("x.csv", file.dir / "x.csv", opts, d, tuple_token);
+             co_return ec;
+         }},
+        {"download_file_to_sink", "files/download",
+         [](world&, client& c, diagnostics& d) -> task<error_code> {
+             lens::transfer_options opts;
+             auto [ec, n] = co_await c.download_file_to_sink("x.csv", [](std::string_view) {}, opts, d, tuple_token);
              co_return ec;
          }},
         {"upload_file from memory", "files/upload",
