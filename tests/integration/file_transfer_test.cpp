@@ -162,8 +162,10 @@ asio::awaitable<void> hold_until_closed(tcp::socket& socket)
 /// One download exchange: answers any request with a `total`-byte body sent in `chunk`
 /// bytes every `interval`, and stops sending (holding the connection open) after
 /// `stop_after` bytes.
+/// With `cut` set, it closes the connection after `stop_after` bytes instead of holding it
+/// (a transfer interrupted half way).
 asio::awaitable<void> serve_download(test_peer& peer, std::size_t total, std::size_t chunk,
-                                     std::chrono::milliseconds interval, std::size_t stop_after)
+                                     std::chrono::milliseconds interval, std::size_t stop_after, bool cut = false)
 {
     auto [aec, socket] = co_await peer.acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (aec)
@@ -179,7 +181,8 @@ asio::awaitable<void> serve_download(test_peer& peer, std::size_t total, std::si
     std::string piece(chunk, 'x');
     for (std::size_t sent = 0; sent < total;) {
         if (sent >= stop_after) {
-            co_await hold_until_closed(socket);
+            if (!cut)
+                co_await hold_until_closed(socket);
             co_return;
         }
         const auto n = std::min(chunk, total - sent);
@@ -218,6 +221,38 @@ asio::awaitable<void> serve_silent_upload(test_peer& peer, std::uint64_t* body_b
     }
     *body_bytes = got;
     co_await hold_until_closed(socket);
+}
+
+/// Two download exchanges: the first cut half way, the second whole.
+asio::awaitable<void> serve_cut_then_whole(test_peer& peer, std::size_t total)
+{
+    co_await serve_download(peer, total, 10'000, 1ms, total / 2, true);
+    co_await serve_download(peer, total, 10'000, 1ms, total);
+}
+
+/// One upload exchange: reads the request header and `cut_after` bytes of its body, then closes.
+asio::awaitable<void> serve_cut_upload(test_peer& peer, std::uint64_t cut_after)
+{
+    auto [aec, socket] = co_await peer.acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (aec)
+        co_return;
+    ++peer.connections;
+    std::string request;
+    auto [ec, header_end] = co_await asio::async_read_until(socket, asio::dynamic_buffer(request), "\r\n\r\n",
+                                                            asio::as_tuple(asio::use_awaitable));
+    if (ec)
+        co_return;
+    std::uint64_t got = request.size() - header_end;
+    std::vector<char> chunk(1 << 16);
+    while (got < cut_after) {
+        auto [rec, n] = co_await socket.async_read_some(asio::buffer(chunk), asio::as_tuple(asio::use_awaitable));
+        if (rec)
+            co_return;
+        got += n;
+    }
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
 }
 
 } // namespace
@@ -499,4 +534,82 @@ TEST_CASE("files: a download into a directory that does not exist fails with the
         CHECK(contains(e.what(), "any.csv.part"));
         CHECK(c.stats().attempts == 0);
     });
+}
+
+TEST_CASE("files: a download to a path cut half way by the server is retried from the start and arrives whole")
+{
+    fixture f;
+    temp_dir dir;
+    test_peer peer(f.ctx.get_executor());
+    const auto target = dir / "cut.mp4";
+    asio::co_spawn(f.ctx, serve_cut_then_whole(peer, 200'000), asio::detached);
+    progress_log seen;
+    f.run([&]() -> lens::task<void> {
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key")); // 4 attempts allowed
+        const auto written = co_await c.download_file_to("cut.mp4", target, options_with(2s, seen.callback()));
+        CHECK(written == 200'000);
+        CHECK(c.stats().attempts == 2);
+        peer.acceptor.close();
+    });
+    CHECK(peer.connections == 2);
+    REQUIRE(fs::exists(target));
+    CHECK(fs::file_size(target) == 200'000); // not the first half plus the whole
+    CHECK_FALSE(fs::exists(target.string() + ".part"));
+    std::ifstream in(target, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(std::count(bytes.begin(), bytes.end(), 'x') == 200'000);
+    REQUIRE_FALSE(seen.done.empty());
+    CHECK(seen.done.back() == 200'000);
+}
+
+TEST_CASE("files: a sink download cut half way fails clearly and is not retried - the sink saw only the first half")
+{
+    fixture f;
+    test_peer peer(f.ctx.get_executor());
+    asio::co_spawn(f.ctx, serve_cut_then_whole(peer, 100'000), asio::detached);
+    std::uint64_t received = 0;
+    f.run([&]() -> lens::task<void> {
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key"));
+        std::string message;
+        try {
+            co_await c.download_file_to_sink(
+                "cut.mp4", [&](std::string_view chunk) { received += chunk.size(); }, options_with(2s));
+            FAIL("a download cut half way succeeded");
+        } catch (const lens::error& e) {
+            message = e.what();
+        }
+        CHECK(contains(message, "download"));
+        CHECK(c.stats().attempts == 1);
+        peer.acceptor.close();
+    });
+    CHECK(peer.connections == 1);
+    CHECK(received == 50'000);
+}
+
+TEST_CASE("files: an upload cut half way by the server fails clearly within its stall_timeout")
+{
+    fixture f;
+    temp_dir dir;
+    test_peer peer(f.ctx.get_executor());
+    const auto source = dir / "clip.mp4";
+    write_random_file(source, 4 * 1024 * 1024, 5);
+    asio::co_spawn(f.ctx, serve_cut_upload(peer, 1024 * 1024), asio::detached);
+    f.run([&]() -> lens::task<void> {
+        auto cfg = lens::test::test_config(peer.endpoint(), "test-key");
+        cfg.retry.max_attempts = 1;
+        auto c = f.make_client(cfg);
+        const auto started = lens::test::steady::now();
+        std::string message;
+        try {
+            co_await c.upload_file(source, options_with(5s));
+            FAIL("an upload cut half way succeeded");
+        } catch (const lens::error& e) {
+            message = e.what();
+            CHECK(e.code() != lens::errc::timeout); // the reset is seen, not waited out
+        }
+        CHECK(contains(message, "upload"));
+        CHECK(lens::test::steady::now() - started < 4s);
+        peer.acceptor.close();
+    });
+    CHECK(peer.connections == 1);
 }
