@@ -169,6 +169,8 @@ int run(int argc, char** argv, Body body, std::chrono::seconds watchdog = std::c
         lens::emulator::options opts;
         opts.host = "127.0.0.1";
         opts.port = 0; // an ephemeral port: examples run in parallel under ctest
+        if (const char* key = std::getenv("LENS_TEST_API_KEY"); key && *key)
+            opts.api_key = key; // scripts/secret_canary.sh: a marker that must appear in no output
         emulator = std::make_unique<lens::emulator::server>(ctx.get_executor(), opts);
         emulator->start();
         cfg.endpoint = emulator->endpoint();

@@ -16,7 +16,8 @@ LENS=${1:?usage: run_cli_tests.sh path/to/lens}
 [[ -x "$LENS" ]] || { echo "FAIL: $LENS is not an executable" >&2; exit 1; }
 unset ARCHETYPE_API_KEY ARCHETYPE_API_ENDPOINT
 
-KEY=emulator-key
+# The key the emulator accepts; scripts/secret_canary.sh sets a random marker.
+KEY=${LENS_TEST_API_KEY:-emulator-key}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lens-cli-test.XXXXXX")
 EMU_PIDS=()
 failures=0
@@ -146,7 +147,7 @@ stop_emulator() {
 }
 
 # ---- http: the REST subcommands -------------------------------------------------------
-start_emulator emu_http --port 0
+start_emulator emu_http --port 0 --api-key "$KEY"
 HTTP_PID=$EMU_PID
 ENDPOINT=$(echo "$EMU_LINE" | json_field endpoint)
 [[ $ENDPOINT == http://127.0.0.1:*/v0.5 ]] || fail "emulator endpoint looks wrong: $ENDPOINT"
@@ -415,7 +416,7 @@ if [[ $(cat "$TMP/demo_tls.rc") == 0 ]]; then pass; else fail "lens demo --tls e
 no_secret demo_tls
 
 # ---- https: the CA file the emulator prints ----------------------------------------------
-start_emulator emu_tls --port 0 --tls
+start_emulator emu_tls --port 0 --tls --api-key "$KEY"
 TLS_PID=$EMU_PID
 TLS_ENDPOINT=$(echo "$EMU_LINE" | json_field endpoint)
 CA_FILE=$(echo "$EMU_LINE" | json_field ca_file)

@@ -150,7 +150,7 @@ struct world {
     lens::client refused_client()
     {
         auto cfg = f.cfg;
-        cfg.api_key = "not-the-key";
+        cfg.api_key = lens::test::test_key("not-the-key");
         return f.make_client(cfg);
     }
 
@@ -873,7 +873,7 @@ TEST_CASE("completion tokens: every client operation refused with 401 - error co
                 REQUIRE(diag.server_errors().size() == 1);
                 CHECK(diag.server_errors()[0].code == "unauthorized");
                 CHECK(diag.server_errors()[0].message == "Invalid or missing API key");
-                CHECK_FALSE(contains(diag.message(), "not-the-key")); // never the key
+                CHECK_FALSE(contains(diag.message(), lens::test::test_key("not-the-key"))); // never the key
             });
         }
     }

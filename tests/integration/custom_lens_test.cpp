@@ -164,7 +164,7 @@ task<bool> lens_gone(lens::client& c, const std::string& id)
 
 lens::emulator::options fast_results()
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.sse.result_interval = 1ms;
     return o;
 }

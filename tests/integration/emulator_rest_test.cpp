@@ -13,7 +13,7 @@ TEST_SUITE("emulator rest") {
 
 TEST_CASE("every request needs the bearer key - the 401 body has the errors shape and no key")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         auto res = co_await c.request(http::verb::get, "lens/info", {}, {}, false);
         CHECK(res.result_int() == 401);
@@ -26,10 +26,10 @@ TEST_CASE("every request needs the bearer key - the 401 body has the errors shap
 
         http::request<http::string_body> req{http::verb::get, "/v0.5/lens/info", 11};
         req.set(http::field::host, "127.0.0.1");
-        req.set(http::field::authorization, "Bearer wrong-secret-key");
+        req.set(http::field::authorization, "Bearer " + lens::test::test_key("wrong-secret-key"));
         res = co_await c.send(req);
         CHECK(res.result_int() == 401);
-        CHECK(res.body().find("wrong-secret-key") == std::string::npos);
+        CHECK(res.body().find(lens::test::test_key("wrong-secret-key")) == std::string::npos);
 
         // The same keep-alive connection still serves authorized requests.
         res = co_await c.request(http::verb::get, "lens/info");
@@ -40,7 +40,7 @@ TEST_CASE("every request needs the bearer key - the 401 body has the errors shap
 
 TEST_CASE("lens metadata lists the built-in lenses with realistic records")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         auto all = co_await c.get_json("lens/metadata?shard_index=-1&max_items_per_shard=-1");
         REQUIRE(all.as_array().size() == 3);
@@ -62,7 +62,7 @@ TEST_CASE("lens metadata lists the built-in lenses with realistic records")
 
 TEST_CASE("register, clone, modify and delete a lens")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         json::object config{{"model_pipeline", json::array{}}, {"model_parameters", json::object{}},
                             {"input_streams", json::array{}}, {"output_streams", json::array{}}};
@@ -96,7 +96,7 @@ TEST_CASE("register, clone, modify and delete a lens")
 
 TEST_CASE("session lifecycle, status spellings and the session cap")
 {
-    emulator::options opts;
+    auto opts = lens::test::emulator_options();
     opts.max_sessions = 2;
     run_with_emulator(opts, [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
@@ -146,7 +146,7 @@ TEST_CASE("session lifecycle, status spellings and the session cap")
 
 TEST_CASE("error bodies: 404 detail, malformed JSON, unknown routes")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         auto res = co_await c.request(http::verb::post, "lens/sessions/create", R"({"lens_id":"lns-nope"})");
         CHECK(res.result_int() == 404);
@@ -172,7 +172,7 @@ TEST_CASE("error bodies: 404 detail, malformed JSON, unknown routes")
 
 TEST_CASE("events/process gives the WebSocket's replies")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         std::string id = co_await c.create_session(emulator::builtin::mailbox);
         auto event = [&](std::string type, json::value data) {
@@ -205,7 +205,7 @@ TEST_CASE("events/process gives the WebSocket's replies")
 
 TEST_CASE("file upload (multipart and base64), metadata, download, delete")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         std::string csv = "t,x\r\n0,1\r\n1,2\r\n--not-a-boundary\r\n";
         auto res = co_await c.upload("data.csv", csv);
@@ -250,7 +250,7 @@ TEST_CASE("file upload (multipart and base64), metadata, download, delete")
 
 TEST_CASE("REST fault knobs")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         http_client c(srv, co_await asio::this_coro::executor);
         auto& k = srv.knobs().rest;
 
@@ -325,7 +325,7 @@ TEST_CASE("REST fault knobs")
 
 TEST_CASE("stop() ends a request waiting on a long knob delay")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         srv.knobs().rest.delay = 60s;
         auto ex = co_await asio::this_coro::executor;
         auto c = std::make_shared<http_client>(srv, ex);
@@ -347,7 +347,7 @@ TEST_CASE("stop() ends a request waiting on a long knob delay")
 TEST_CASE("an emulator on its own thread, stopped from another")
 {
     asio::io_context ioc;
-    auto srv = std::make_unique<emulator::server>(ioc.get_executor());
+    auto srv = std::make_unique<emulator::server>(ioc.get_executor(), lens::test::emulator_options());
     srv->start();
     std::thread runner([&] { ioc.run(); });
 
@@ -373,7 +373,7 @@ TEST_CASE("an emulator on its own thread, stopped from another")
 
 TEST_CASE("TLS: the generated CA verifies the server for 127.0.0.1 and localhost")
 {
-    emulator::options opts;
+    auto opts = lens::test::emulator_options();
     opts.tls = true;
     run_with_emulator(opts, [](emulator::server& srv) -> asio::awaitable<void> {
         CHECK(srv.endpoint().starts_with("https://127.0.0.1:"));

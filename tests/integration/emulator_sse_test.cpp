@@ -19,7 +19,7 @@ namespace json = boost::json;
 
 struct fixture {
     asio::io_context ctx;
-    lens::emulator::server emu{ctx.get_executor()};
+    lens::emulator::server emu{ctx.get_executor(), lens::test::emulator_options()};
     lens::client client{ctx.get_executor(), emulator_config(emu)};
 
     fixture()
@@ -289,7 +289,7 @@ TEST_CASE("emulator sse: refusals")
     fixture f;
     auto no_key = f.consume("lsn-whatever", {.api_key = ""});
     CHECK(no_key.status == 401);
-    auto bad_key = f.consume("lsn-whatever", {.api_key = "wrong"});
+    auto bad_key = f.consume("lsn-whatever", {.api_key = lens::test::test_key("wrong")});
     CHECK(bad_key.status == 401);
     auto unknown = f.consume("lsn-unknown");
     CHECK(unknown.status == 404);

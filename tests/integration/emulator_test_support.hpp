@@ -2,6 +2,8 @@
 // client library: what they see is exactly what the emulator put on the wire.
 #pragma once
 
+#include "integration/secret.hpp"
+
 #include <lens/emulator.hpp>
 
 #include <boost/asio.hpp>

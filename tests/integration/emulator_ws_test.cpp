@@ -52,7 +52,7 @@ TEST_SUITE("emulator websocket") {
 
 TEST_CASE("upgrade: bearer header or subprotocol auth - refusals carry HTTP statuses")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::mailbox);
@@ -76,9 +76,9 @@ TEST_CASE("upgrade: bearer header or subprotocol auth - refusals carry HTTP stat
         CHECK(v.at("event_data").at("is_valid") == true);
 
         ws_client bad(ex);
-        CHECK(co_await bad.connect(srv, id, ws_client::auth::header, "wrong-key") == websocket::error::upgrade_declined);
+        CHECK(co_await bad.connect(srv, id, ws_client::auth::header, lens::test::test_key("wrong-key")) == websocket::error::upgrade_declined);
         CHECK(bad.handshake_response().result_int() == 401);
-        CHECK(bad.handshake_response().body().find("wrong-key") == std::string::npos);
+        CHECK(bad.handshake_response().body().find(lens::test::test_key("wrong-key")) == std::string::npos);
 
         ws_client none(ex);
         CHECK(co_await none.connect(srv, id, ws_client::auth::none) == websocket::error::upgrade_declined);
@@ -96,7 +96,7 @@ TEST_CASE("upgrade: bearer header or subprotocol auth - refusals carry HTTP stat
 
 TEST_CASE("control events: validate, heartbeat, unknown types, invalid JSON, text requests")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::query);
@@ -131,7 +131,7 @@ TEST_CASE("control events: validate, heartbeat, unknown types, invalid JSON, tex
 
 TEST_CASE("mailbox lens: session.update results, independent session.read cursors")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::mailbox);
@@ -184,7 +184,7 @@ TEST_CASE("mailbox lens: session.update results, independent session.read cursor
 
 TEST_CASE("input_stream.set validates file ids and stream configs")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::activity_monitor);
@@ -210,7 +210,7 @@ TEST_CASE("input_stream.set validates file ids and stream configs")
 
 TEST_CASE("model.query: deterministic answers - replies of one type keep request order")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::query);
@@ -255,7 +255,7 @@ TEST_CASE("model.query: deterministic answers - replies of one type keep request
 
 TEST_CASE("model.query timeouts: the emulator:timeout focus, and lenses that cannot answer")
 {
-    emulator::options opts;
+    auto opts = lens::test::emulator_options();
     opts.ws.query_timeout_after = 200ms;
     run_with_emulator(opts, [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
@@ -281,7 +281,7 @@ TEST_CASE("model.query timeouts: the emulator:timeout focus, and lenses that can
 
 TEST_CASE("session.destroy over the WebSocket")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::mailbox);
@@ -311,7 +311,7 @@ TEST_CASE("session.destroy over the WebSocket")
 
 TEST_CASE("WebSocket fault knobs")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::mailbox);
@@ -376,7 +376,7 @@ TEST_CASE("WebSocket fault knobs")
 
 TEST_CASE("stop() closes WebSockets with replies still pending")
 {
-    run_with_emulator({}, [](emulator::server& srv) -> asio::awaitable<void> {
+    run_with_emulator(lens::test::emulator_options(), [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         http_client c(srv, ex);
         std::string id = co_await c.create_session(emulator::builtin::query);
@@ -393,7 +393,7 @@ TEST_CASE("stop() closes WebSockets with replies still pending")
 
 TEST_CASE("wss: the control channel over TLS")
 {
-    emulator::options opts;
+    auto opts = lens::test::emulator_options();
     opts.tls = true;
     run_with_emulator(opts, [](emulator::server& srv) -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;

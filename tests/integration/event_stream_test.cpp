@@ -34,7 +34,7 @@ lens::event_stream_options fast_options()
 
 struct fixture {
     asio::io_context ctx;
-    lens::emulator::server emu{ctx.get_executor()};
+    lens::emulator::server emu{ctx.get_executor(), lens::test::emulator_options()};
     lens::client client{ctx.get_executor(), emulator_config(emu)};
 
     fixture()
@@ -354,7 +354,7 @@ TEST_CASE("event_stream: refusals from the emulator fail at once, without the ke
 {
     fixture f;
     auto cfg = emulator_config(f.emu);
-    cfg.api_key = "sk-never-print-me-7f3a";
+    cfg.api_key = lens::test::test_key("sk-never-print-me-7f3a");
     lens::event_stream bad_key(f.ctx.get_executor(), cfg, "lsn-x", fast_options());
     try {
         f.go(bad_key.next());
@@ -372,7 +372,7 @@ TEST_CASE("event_stream: refusals from the emulator fail at once, without the ke
         FAIL("no error");
     } catch (const lens::error& e) {
         CHECK(e.code() == lens::errc::not_found);
-        CHECK(std::string(e.what()).find("emulator-key") == std::string::npos);
+        CHECK(std::string(e.what()).find(lens::test::test_key()) == std::string::npos);
     }
 }
 
@@ -455,7 +455,7 @@ struct raw_fixture {
     explicit raw_fixture(scripted_server::reply_for reply) : server(ctx, std::move(reply))
     {
         cfg.endpoint = server.endpoint();
-        cfg.api_key = "sk-secret-key-0042";
+        cfg.api_key = lens::test::test_key("sk-secret-key-0042");
         cfg.timeout = 5s;
         cfg.retry.max_attempts = 6;
     }
@@ -519,7 +519,7 @@ TEST_CASE("event_stream: 408, 429 and 5xx are retried - the request carries the 
     CHECK(s.statistics().attempts == 5);
     const std::string& req = f.server.requests.back();
     CHECK(req.starts_with("GET /v0.5/lens/sessions/consumer/lsn-1 HTTP/1.1\r\n"));
-    CHECK(req.find("Authorization: Bearer sk-secret-key-0042\r\n") != std::string::npos);
+    CHECK(req.find("Authorization: Bearer " + lens::test::test_key("sk-secret-key-0042") + "\r\n") != std::string::npos);
     CHECK(req.find("Accept: text/event-stream\r\n") != std::string::npos);
     CHECK(req.find("Cache-Control: no-cache\r\n") != std::string::npos);
     CHECK(req.find("User-Agent: " + f.cfg.user_agent + "\r\n") != std::string::npos);
@@ -776,7 +776,7 @@ TEST_CASE("event_stream: a server that sends one event and closes is reconnected
 
 TEST_CASE("event_stream: a hostile server's API key reaches neither events nor errors")
 {
-    const std::string key = "sk-secret-key-0042"; // raw_fixture's key
+    const std::string key = lens::test::test_key("sk-secret-key-0042"); // raw_fixture's key
     const std::string escaped = "\\u0073k-secret-key-0042";
     const std::string body =
         "id: " + key + "\n"

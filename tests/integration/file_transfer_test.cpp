@@ -259,7 +259,7 @@ asio::awaitable<void> serve_cut_upload(test_peer& peer, std::uint64_t cut_after)
 
 TEST_CASE("files: a multi-MiB upload streamed from disk and its download to a path have equal SHA-256")
 {
-    lens::emulator::options opts;
+    auto opts = lens::test::emulator_options();
     std::size_t spooled = 0;
     SUBCASE("the emulator keeps the file in memory") {}
     SUBCASE("the emulator spools the file to disk")
@@ -374,7 +374,7 @@ TEST_CASE("files: a download that stalls mid-body fails with timeout after stall
     asio::co_spawn(f.ctx, serve_download(peer, 1'000'000, 10'000, 1ms, 50'000), asio::detached);
     progress_log seen;
     f.run([&]() -> lens::task<void> {
-        auto cfg = lens::test::test_config(peer.endpoint(), "test-key");
+        auto cfg = lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key"));
         cfg.retry.max_attempts = 1;
         auto c = f.make_client(cfg);
         const auto started = lens::test::steady::now();
@@ -402,7 +402,7 @@ TEST_CASE("files: a sink download that stalled after a first chunk is not retrie
     asio::co_spawn(f.ctx, serve_download(peer, 100'000, 10'000, 1ms, 20'000), asio::detached);
     std::uint64_t received = 0;
     f.run([&]() -> lens::task<void> {
-        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key")); // 4 attempts allowed
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key"))); // 4 attempts allowed
         co_await expect_error(lens::errc::timeout, [&] {
             return c.download_file_to_sink(
                 "stalled.mp4", [&](std::string_view chunk) { received += chunk.size(); }, options_with(200ms));
@@ -424,7 +424,7 @@ TEST_CASE("files: a slow download that keeps moving outlasts its stall_timeout a
     asio::co_spawn(f.ctx, serve_download(peer, 12'000, 1'000, 100ms, 12'000), asio::detached);
     progress_log seen;
     f.run([&]() -> lens::task<void> {
-        auto cfg = lens::test::test_config(peer.endpoint(), "test-key");
+        auto cfg = lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key"));
         cfg.timeout = 500ms; // the whole-call deadline of buffered calls does not apply
         auto c = f.make_client(cfg);
         const auto started = lens::test::steady::now();
@@ -449,7 +449,7 @@ TEST_CASE("files: an upload whose reply never comes fails with timeout after sta
     std::uint64_t body_bytes = 0;
     asio::co_spawn(f.ctx, serve_silent_upload(peer, &body_bytes), asio::detached);
     f.run([&]() -> lens::task<void> {
-        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key")); // 4 attempts allowed
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key"))); // 4 attempts allowed
         const auto started = lens::test::steady::now();
         co_await expect_error(lens::errc::timeout, [&] { return c.upload_file(source, options_with(300ms)); });
         const auto took = lens::test::steady::now() - started;
@@ -472,7 +472,7 @@ TEST_CASE("files: a download to a path cancelled mid-body removes the .part and 
     asio::co_spawn(f.ctx, serve_download(peer, 100'000, 1'000, 20ms, 100'000), asio::detached);
     bool part_seen = false;
     f.run([&]() -> lens::task<void> {
-        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key"));
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key")));
         auto opts = options_with(5s, [&](std::uint64_t, std::optional<std::uint64_t>) {
             part_seen = part_seen || fs::exists(target.string() + ".part");
         });
@@ -489,7 +489,7 @@ TEST_CASE("files: a download to a path cancelled mid-body removes the .part and 
 
 TEST_CASE("files: a streamed upload is retried after a 429 (surely unprocessed), reading the file again, not after a 503")
 {
-    lens::emulator::options opts;
+    auto opts = lens::test::emulator_options();
     opts.spool_uploads_over = 1024 * 1024; // the refused body is spooled, then dropped
     fixture f(opts);
     temp_dir dir;
@@ -545,7 +545,7 @@ TEST_CASE("files: a download to a path cut half way by the server is retried fro
     asio::co_spawn(f.ctx, serve_cut_then_whole(peer, 200'000), asio::detached);
     progress_log seen;
     f.run([&]() -> lens::task<void> {
-        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key")); // 4 attempts allowed
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key"))); // 4 attempts allowed
         const auto written = co_await c.download_file_to("cut.mp4", target, options_with(2s, seen.callback()));
         CHECK(written == 200'000);
         CHECK(c.stats().attempts == 2);
@@ -569,7 +569,7 @@ TEST_CASE("files: a sink download cut half way fails clearly and is not retried 
     asio::co_spawn(f.ctx, serve_cut_then_whole(peer, 100'000), asio::detached);
     std::uint64_t received = 0;
     f.run([&]() -> lens::task<void> {
-        auto c = f.make_client(lens::test::test_config(peer.endpoint(), "test-key"));
+        auto c = f.make_client(lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key")));
         std::string message;
         try {
             co_await c.download_file_to_sink(
@@ -595,7 +595,7 @@ TEST_CASE("files: an upload cut half way by the server fails clearly within its 
     write_random_file(source, 4 * 1024 * 1024, 5);
     asio::co_spawn(f.ctx, serve_cut_upload(peer, 1024 * 1024), asio::detached);
     f.run([&]() -> lens::task<void> {
-        auto cfg = lens::test::test_config(peer.endpoint(), "test-key");
+        auto cfg = lens::test::test_config(peer.endpoint(), lens::test::test_key("test-key"));
         cfg.retry.max_attempts = 1;
         auto c = f.make_client(cfg);
         const auto started = lens::test::steady::now();

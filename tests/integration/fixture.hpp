@@ -32,6 +32,8 @@
 // as initializer"); build such values in ordinary functions outside the coroutine.
 #pragma once
 
+#include "integration/secret.hpp"
+
 #include <lens/client.hpp>
 #include <lens/config.hpp>
 #include <lens/emulator.hpp>
@@ -48,6 +50,7 @@
 
 #include <chrono>
 #include <exception>
+#include <iostream>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -72,13 +75,16 @@ inline lens::config test_config(std::string endpoint, std::string api_key, std::
     cfg.retry.backoff.max = 100ms;
     cfg.retry.backoff.multiplier = 2.0;
     cfg.retry.backoff.jitter = 0.5;
+    if (canary_mode()) // every log record reaches the output the canary scans
+        cfg.log = lens::logger([](const lens::log_record& r) { std::cerr << "[log] " << r.message << '\n'; },
+                               lens::log_level::debug);
     return cfg;
 }
 
 /// Emulator options for https.
 inline lens::emulator::options tls_options()
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.tls = true;
     return o;
 }
@@ -91,7 +97,7 @@ struct fixture {
     /// How long `run` lets the test coroutine take before failing the test.
     std::chrono::steady_clock::duration watchdog = 30s;
 
-    explicit fixture(lens::emulator::options opts = {})
+    explicit fixture(lens::emulator::options opts = emulator_options())
         : server(ctx.get_executor(), std::move(opts)),
           cfg(test_config(server.endpoint(), server.api_key(), server.ca_file()))
     {
@@ -157,6 +163,8 @@ lens::task<lens::error> expect_error(F make)
     try {
         co_await make();
     } catch (const lens::error& e) {
+        if (canary_mode()) // every error text reaches the output the canary scans
+            std::cerr << "[error] " << e.what() << '\n';
         co_return e;
     }
     FAIL("expected a lens::error, but the operation succeeded");

@@ -162,7 +162,7 @@ struct ws_harness : lens::test::fixture {
     std::vector<std::string> messages; ///< every error text seen, checked for the key
     std::deque<scripted_peer> peers;
 
-    explicit ws_harness(lens::emulator::options o = {}) : fixture(std::move(o)) {}
+    explicit ws_harness(lens::emulator::options o = lens::test::emulator_options()) : fixture(std::move(o)) {}
 
     template <class F>
     void run(F body)
@@ -427,7 +427,7 @@ TEST_CASE("session: every typed operation against the mailbox lens")
 
 TEST_CASE("session: 1000 concurrent mixed requests, each gets its own reply")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.ws.query_latency = 2ms; // queries complete after the status/validate replies sent later
     ws_harness h(o);
     h.run([&]() -> task<void> {
@@ -471,7 +471,7 @@ TEST_CASE("session: 1000 concurrent mixed requests, each gets its own reply")
 
 TEST_CASE("session: a timed-out request leaves its neighbours intact and its late reply is dropped")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.ws.query_timeout_after = 150ms;
     ws_harness h(o);
     h.run([&]() -> task<void> {
@@ -497,7 +497,7 @@ TEST_CASE("session: a timed-out request leaves its neighbours intact and its lat
 
 TEST_CASE("session: per-operation cancellation composes with ||")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.ws.reply_delay = 60ms;
     ws_harness h(o);
     h.run([&]() -> task<void> {
@@ -516,7 +516,7 @@ TEST_CASE("session: per-operation cancellation composes with ||")
 
 TEST_CASE("session: the model's timeout reply and error frames become errors of their request")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.ws.query_timeout_after = 10ms;
     ws_harness h(o);
     h.run([&]() -> task<void> {
@@ -543,7 +543,7 @@ TEST_CASE("session: the model's timeout reply and error frames become errors of 
 
 TEST_CASE("session: reconnects after a drop - idempotent requests are resent, others fail")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     ws_harness h(o);
     h.run([&]() -> task<void> {
         auto record = co_await h.create(lens::emulator::builtin::mailbox);
@@ -617,7 +617,7 @@ TEST_CASE("session: a silent peer is detected within dead_peer_timeout and the s
 
 TEST_CASE("session: over wss, keepalive pings answered through TLS")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.tls = true;
     ws_harness h(o);
     h.run([&]() -> task<void> {
@@ -656,10 +656,10 @@ TEST_CASE("session: refused upgrades - 401 unauthorized and 404 not_found stop a
     h.run([&]() -> task<void> {
         auto record = co_await h.create(lens::emulator::builtin::mailbox);
         auto bad = h.cfg;
-        bad.api_key = "not-the-key";
+        bad.api_key = lens::test::test_key("not-the-key");
         auto e401 = co_await h.failure_of(lens::session::open(bad, record));
         CHECK(e401.code == errc::unauthorized);
-        CHECK(e401.what.find("not-the-key") == std::string::npos);
+        CHECK(e401.what.find(lens::test::test_key("not-the-key")) == std::string::npos);
 
         auto unknown = record;
         unknown.session_endpoint = record.session_endpoint.substr(0, record.session_endpoint.rfind('/')) + "/lsn-nope";
@@ -741,7 +741,7 @@ TEST_CASE("session: receive - a waiting caller gets the frame that arrives, two 
     peer.answer = [](const json::value& request, int) { return push_then_reply(request); };
     peer.start();
     h.run([&]() -> task<void> {
-        auto s = co_await lens::session::open(h.config_for(peer, "key-receive"), peer.url());
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-receive")), peer.url());
         auto ex = co_await asio::this_coro::executor;
 
         // Waiting before the frame exists: woken by its arrival, it returns it (this
@@ -791,7 +791,7 @@ TEST_CASE("session: receive - close while waiting returns nullopt, cancelling th
     peer.answer = [](const json::value& request, int) { return push_then_reply(request); };
     peer.start();
     h.run([&]() -> task<void> {
-        auto s = co_await lens::session::open(h.config_for(peer, "key-receive"), peer.url());
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-receive")), peer.url());
         auto ex = co_await asio::this_coro::executor;
 
         // The caller's own cancellation is an error, as for every lens operation.
@@ -833,7 +833,7 @@ TEST_CASE("session: receive - close while waiting returns nullopt, cancelling th
 
 TEST_CASE("session: a huge timeout saturates - milliseconds max still waits for the reply")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.ws.reply_delay = 20ms;
     ws_harness h(o);
     h.run([&]() -> task<void> {
@@ -904,7 +904,7 @@ TEST_CASE("session: closing during a connect attempt ends the attempt - nothing 
         lens::session_options so;
         so.connect_timeout = 60s; // far beyond the watchdog: only the cancellation can end it
         asio::steady_timer t(co_await asio::this_coro::executor, 20ms);
-        auto r = co_await (lens::session::open(h.config_for(peer, "key-hang"), peer.url(), so) ||
+        auto r = co_await (lens::session::open(h.config_for(peer, lens::test::test_key("key-hang")), peer.url(), so) ||
                            t.async_wait(asio::use_awaitable));
         CHECK(r.index() == 1); // open was cancelled by the timer
         // The attempt's socket is closed at once, not when the 60 s deadline passes.
@@ -917,12 +917,16 @@ TEST_CASE("session: closing during a connect attempt ends the attempt - nothing 
 
 namespace {
 
-constexpr std::string_view hostile_key = "sk-HOSTILE-test-key-0123456789";
+/// The key the hostile server is sent and quotes back (the canary's marker under scripts/secret_canary.sh).
+std::string hostile_key()
+{
+    return lens::test::test_key("sk-HOSTILE-test-key-0123456789");
+}
 
 /// What a hostile server does with the key it was sent, by request type.
 std::vector<std::string> leak_key(const json::value& request)
 {
-    const std::string key(hostile_key);
+    const std::string key = hostile_key();
     const auto type = type_of(request);
     std::vector<std::string> frames;
     json::object o;
@@ -973,7 +977,7 @@ http::response<http::string_body> refusal_quoting_key(unsigned status)
     http::response<http::string_body> res(static_cast<http::status>(status), 11);
     res.set(http::field::content_type, "application/json");
     json::object body;
-    body["detail"] = "token " + std::string(hostile_key) + " rejected";
+    body["detail"] = "token " + hostile_key() + " rejected";
     res.body() = json::serialize(body);
     return res;
 }
@@ -993,12 +997,12 @@ TEST_CASE("session: the API key never reaches the caller - replies, error frames
     peer.answer = [](const json::value& request, int) { return leak_key(request); };
     peer.start();
     h.run([&]() -> task<void> {
-        const auto cfg = h.config_for(peer, std::string(hostile_key));
+        const auto cfg = h.config_for(peer, hostile_key());
         h.cfg.api_key = cfg.api_key; // the harness checks every error text for this key
         auto so = fast_reconnect();
         auto s = co_await lens::session::open(cfg, peer.url(), so);
         CHECK(s.stats().connect_failures == 1);
-        const std::string key(hostile_key);
+        const std::string key = hostile_key();
         auto leaks = [&](const std::string& text) { return text.find(key) != std::string::npos; };
 
         auto err = co_await h.failure_of(s.call("leak.error"));
@@ -1073,7 +1077,7 @@ TEST_CASE("session: a frame over max_message_size drops the connection with a cl
     h.run([&]() -> task<void> {
         auto so = fast_reconnect();
         so.max_message_size = 64 * 1024;
-        auto s = co_await lens::session::open(h.config_for(peer, "key-big"), peer.url(), so);
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-big")), peer.url(), so);
         auto lost = co_await h.failure_of(s.call("big.please"));
         CHECK(lost.code == errc::connection_lost);
         CHECK(lost.what.find("max_message_size (65536 bytes)") != std::string::npos);
@@ -1097,7 +1101,7 @@ TEST_CASE("session: the inbox is bounded in bytes as well as frames - oldest dro
         lens::session_options so;
         so.inbox_max_bytes = 10 * 1024;
         so.inbox_capacity = 256;
-        auto s = co_await lens::session::open(h.config_for(peer, "key-inbox"), peer.url(), so);
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-inbox")), peer.url(), so);
         const auto frame_bytes = note(39, 1000).size(); // the kept ones have two-digit numbers
         co_await s.call("push", push_request(40, 1000)); // 40 frames of ~1 KiB
         const auto kept = so.inbox_max_bytes / frame_bytes;
@@ -1122,7 +1126,7 @@ TEST_CASE("session: the inbox is bounded in bytes as well as frames - oldest dro
 
 TEST_CASE("session: request payloads are freed once they can never be sent again")
 {
-    lens::emulator::options o;
+    auto o = lens::test::emulator_options();
     o.ws.query_latency = 3s; // the model thinks: the query stays pending
     ws_harness h(o);
     h.run([&]() -> task<void> {

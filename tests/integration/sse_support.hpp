@@ -2,6 +2,8 @@
 // and the setup of activity-monitor sessions on the emulator.
 #pragma once
 
+#include "integration/secret.hpp"
+
 #include <lens/client.hpp>
 #include <lens/emulator.hpp>
 #include <lens/sse/parser.hpp>
@@ -83,7 +85,7 @@ struct capture {
 
 struct consume_options {
     std::string last_event_id;                        ///< sent as Last-Event-ID when not empty
-    std::string api_key = "emulator-key";             ///< empty: no Authorization header
+    std::string api_key = lens::test::test_key();     ///< empty: no Authorization header
     std::chrono::milliseconds read_timeout = 10s;     ///< per read
     std::function<bool(const capture&)> stop;         ///< checked after each read: true ends the capture
 };
