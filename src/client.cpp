@@ -337,15 +337,17 @@ std::string process_body(std::string_view session_id, std::string_view type, jso
     return json::serialize(body);
 }
 
-/// "lens/metadata?shard_index=-1&max_items_per_shard=-1[&key=value]", encoded by Boost.URL.
-/// (A plain function rather than an initializer list: g++ 12 rejects braced arrays
-/// inside coroutine bodies.)
-std::string metadata_query(std::string_view path, std::string_view key = {}, std::string_view value = {})
+/// "lens/metadata?shard_index=I&max_items_per_shard=N[&key=value]" (-1 and -1 by default:
+/// everything), encoded by Boost.URL. (A plain function rather than an initializer list:
+/// g++ 12 rejects braced arrays inside coroutine bodies.)
+std::string metadata_query(std::string_view path, page p, std::string_view key = {}, std::string_view value = {})
 {
     boost::urls::url u;
     u.set_path(path);
-    u.params().append({"shard_index", "-1"});
-    u.params().append({"max_items_per_shard", "-1"});
+    const std::string index = std::to_string(p.shard_index);
+    const std::string size = std::to_string(p.max_items_per_shard);
+    u.params().append({"shard_index", index});
+    u.params().append({"max_items_per_shard", size});
     if (!key.empty())
         u.params().append({key, value});
     return std::string(u.buffer());
@@ -770,12 +772,17 @@ task<json::value> client::lens_info_task()
 
 task<std::vector<lens_record>> client::list_lenses_task()
 {
-    return ops::list<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata"), "lens/metadata"));
+    return list_lenses_task(page::all());
+}
+
+task<std::vector<lens_record>> client::list_lenses_task(page p)
+{
+    return ops::list<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata", p), "lens/metadata"));
 }
 
 task<lens_record> client::get_lens_task(std::string&& lens_id)
 {
-    return ops::find<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata", "lens_id", lens_id),
+    return ops::find<lens_record>(impl_, rest_call::get(metadata_query("lens/metadata", page::all(), "lens_id", lens_id),
                                                         "lens/metadata"),
                                   &lens_record::lens_id, lens_id); // copied: argument order is unspecified
 }
@@ -812,14 +819,19 @@ task<json::value> client::sessions_info_task()
 
 task<std::vector<session_record>> client::list_sessions_task()
 {
-    return ops::list<session_record>(impl_,
-                                     rest_call::get(metadata_query("lens/sessions/metadata"), "sessions/metadata"));
+    return list_sessions_task(page::all());
+}
+
+task<std::vector<session_record>> client::list_sessions_task(page p)
+{
+    return ops::list<session_record>(
+        impl_, rest_call::get(metadata_query("lens/sessions/metadata", p), "sessions/metadata"));
 }
 
 task<session_record> client::get_session_task(std::string&& session_id)
 {
     return ops::find<session_record>(
-        impl_, rest_call::get(metadata_query("lens/sessions/metadata", "session_id", session_id), "sessions/metadata"),
+        impl_, rest_call::get(metadata_query("lens/sessions/metadata", page::all(), "session_id", session_id), "sessions/metadata"),
         &session_record::session_id, session_id); // copied: argument order is unspecified
 }
 

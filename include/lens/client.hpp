@@ -31,6 +31,7 @@
 #include <lens/detail/async_op.hpp>
 #include <lens/diagnostics.hpp>
 #include <lens/error.hpp>
+#include <lens/page.hpp>
 #include <lens/records.hpp>
 #include <lens/transfer.hpp>
 
@@ -176,6 +177,20 @@ public:
     {
         return run<std::vector<lens_record>>(std::forward<Token>(token), diag, [&] { return list_lenses_task(); });
     }
+    /// One page of the lenses (lens/metadata with `p`'s shard_index and max_items_per_shard;
+    /// see lens/page.hpp). An index past the end is an empty page.
+    template <completion_token_for<std::vector<lens_record>> Token = default_token>
+    auto list_lenses(page p, Token&& token = {})
+    {
+        return run<std::vector<lens_record>>(std::forward<Token>(token), [&] { return list_lenses_task(p); });
+    }
+    /// \overload
+    /// Filling `diag` on failure.
+    template <completion_token_for<std::vector<lens_record>> Token = default_token>
+    auto list_lenses(page p, diagnostics& diag, Token&& token = {})
+    {
+        return run<std::vector<lens_record>>(std::forward<Token>(token), diag, [&] { return list_lenses_task(p); });
+    }
     /// The lens `lens_id` (lens/metadata filtered by it); errc::not_found when absent.
     template <completion_token_for<lens_record> Token = default_token>
     auto get_lens(std::string lens_id, Token&& token = {})
@@ -271,6 +286,21 @@ public:
     auto list_sessions(diagnostics& diag, Token&& token = {})
     {
         return run<std::vector<session_record>>(std::forward<Token>(token), diag, [&] { return list_sessions_task(); });
+    }
+    /// One page of the sessions (lens/sessions/metadata with `p`'s shard_index and
+    /// max_items_per_shard; see lens/page.hpp). An index past the end is an empty page.
+    template <completion_token_for<std::vector<session_record>> Token = default_token>
+    auto list_sessions(page p, Token&& token = {})
+    {
+        return run<std::vector<session_record>>(std::forward<Token>(token), [&] { return list_sessions_task(p); });
+    }
+    /// \overload
+    /// Filling `diag` on failure.
+    template <completion_token_for<std::vector<session_record>> Token = default_token>
+    auto list_sessions(page p, diagnostics& diag, Token&& token = {})
+    {
+        return run<std::vector<session_record>>(std::forward<Token>(token), diag,
+                                                [&] { return list_sessions_task(p); });
     }
     /// The session `session_id` (lens/sessions/metadata filtered by it); errc::not_found when absent.
     template <completion_token_for<session_record> Token = default_token>
@@ -530,6 +560,7 @@ private:
     task<session> open_session_task(const session_record& record) const;
     task<boost::json::value> lens_info_task();
     task<std::vector<lens_record>> list_lenses_task();
+    task<std::vector<lens_record>> list_lenses_task(page p);
     task<lens_record> get_lens_task(std::string&& lens_id);
     task<lens_record> register_lens_task(std::string&& lens_name, boost::json::object&& lens_config);
     task<lens_record> clone_lens_task(std::string&& lens_id);
@@ -537,6 +568,7 @@ private:
     task<void> delete_lens_task(std::string&& lens_id);
     task<boost::json::value> sessions_info_task();
     task<std::vector<session_record>> list_sessions_task();
+    task<std::vector<session_record>> list_sessions_task(page p);
     task<session_record> get_session_task(std::string&& session_id);
     task<session_record> create_session_task(std::string&& lens_id);
     task<session_record> destroy_session_task(std::string&& session_id);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <lens/config.hpp>
+#include <lens/page.hpp>
+#include <lens/transfer.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -17,6 +19,7 @@ struct globals {
     std::string api_key;        ///< --api-key  (CLI11 fills it from ARCHETYPE_API_KEY)
     double timeout_seconds = 0; ///< --timeout  (0: the config default)
     std::string ca_file;        ///< --ca-file
+    bool subprotocol_auth = false; ///< --subprotocol-auth: the key in Sec-WebSocket-Protocol (WebSocket commands)
 
     /// The effective configuration.
     lens::config make_config() const;
@@ -26,9 +29,12 @@ struct globals {
 /// one line on stderr and exit status 1.
 using action = std::function<int()>;
 
-void add_rest_commands(CLI::App& app, globals& g, action& run);      // lenses, sessions, files
+void add_lens_commands(CLI::App& app, globals& g, action& run);      // lenses
+void add_rest_commands(CLI::App& app, globals& g, action& run);      // sessions
+void add_file_commands(CLI::App& app, globals& g, action& run);      // files
 void add_emulator_commands(CLI::App& app, globals& g, action& run);  // emulator, demo
-void add_session_commands(CLI::App& app, globals& g, action& run);   // status, validate, read, query, input
+void add_session_commands(CLI::App& app, globals& g, action& run);   // status, validate, read, query, input,
+                                                                     // destroy, update, call
 void add_sse_commands(CLI::App& app, globals& g, action& run);       // events, sse-decode
 
 /// A `--... SECONDS` option as a duration: saturating (1e10 or inf is "practically never",
@@ -37,5 +43,16 @@ std::chrono::milliseconds seconds_option(double seconds) noexcept;
 
 /// Prints one JSON value as a line on stdout.
 void print_json_line(const boost::json::value& v);
+
+/// The JSON text `text` of the option `option`, parsed; a usage error (CLI::ValidationError,
+/// exit status 2, nothing sent) naming the option when it is not JSON.
+boost::json::value parse_json_option(const std::string& option, const std::string& text);
+
+/// Adds `--shard-index N --max-items-per-shard N` (each needs the other) to a list
+/// command; `p` stays "everything" when they are not given.
+void add_page_options(CLI::App& cmd, lens::page& p);
+
+/// The options of a streamed transfer: --timeout bounds stalls (lens/transfer.hpp).
+lens::transfer_options transfer_options_of(const globals& g);
 
 } // namespace lens::cli

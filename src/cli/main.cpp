@@ -6,6 +6,7 @@
 #include <lens/error.hpp>
 #include <lens/version.hpp>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <iostream>
@@ -36,6 +37,33 @@ std::chrono::milliseconds seconds_option(double seconds) noexcept
 void print_json_line(const boost::json::value& v)
 {
     std::cout << boost::json::serialize(v) << '\n' << std::flush;
+}
+
+boost::json::value parse_json_option(const std::string& option, const std::string& text)
+{
+    boost::system::error_code ec;
+    auto v = boost::json::parse(text, ec);
+    if (ec)
+        throw CLI::ValidationError(option, "not valid JSON (" + ec.message() + ")");
+    return v;
+}
+
+void add_page_options(CLI::App& cmd, lens::page& p)
+{
+    auto* index = cmd.add_option("--shard-index", p.shard_index, "Which page, from 0 (with --max-items-per-shard)")
+                      ->check(CLI::NonNegativeNumber);
+    auto* size = cmd.add_option("--max-items-per-shard", p.max_items_per_shard, "Items per page (with --shard-index)")
+                     ->check(CLI::PositiveNumber);
+    index->needs(size);
+    size->needs(index);
+}
+
+lens::transfer_options transfer_options_of(const globals& g)
+{
+    lens::transfer_options opts;
+    if (g.timeout_seconds > 0)
+        opts.stall_timeout = seconds_option(g.timeout_seconds);
+    return opts;
 }
 
 namespace {
@@ -70,11 +98,15 @@ int main(int argc, char** argv)
     app.add_option("--endpoint", g.endpoint, "API base URL (default: the public API)")
         ->envname("ARCHETYPE_API_ENDPOINT");
     app.add_option("--api-key", g.api_key, "API key")->envname("ARCHETYPE_API_KEY");
-    app.add_option("--timeout", g.timeout_seconds, "Deadline of each call, in seconds")->check(CLI::PositiveNumber);
+    app.add_option("--timeout", g.timeout_seconds, "Deadline of each call, in seconds (file transfers: the longest stall)")->check(CLI::PositiveNumber);
     app.add_option("--ca-file", g.ca_file, "Extra CA certificates (PEM) to trust");
+    app.add_flag("--subprotocol-auth", g.subprotocol_auth,
+                 "WebSocket commands send the key in Sec-WebSocket-Protocol, not in Authorization");
 
     action run;
+    add_lens_commands(app, g, run);
     add_rest_commands(app, g, run);
+    add_file_commands(app, g, run);
     add_emulator_commands(app, g, run);
     add_session_commands(app, g, run);
     add_sse_commands(app, g, run);

@@ -1,4 +1,5 @@
-// lens lenses|sessions|files ...: the REST calls, one JSON document per result.
+// lens sessions create|list|get|destroy|info|process: the REST calls on sessions, one
+// JSON document per result.
 #include "cli/commands.hpp"
 #include "cli/run.hpp"
 
@@ -10,38 +11,15 @@ namespace json = boost::json;
 
 namespace {
 
-/// Runs `call(client)` and prints its JSON result.
-template <class F>
-action rest_action(globals& g, F call)
-{
-    return [&g, call] {
-        boost::asio::io_context ctx;
-        lens::client c(ctx.get_executor(), g.make_config());
-        auto result = run_blocking(ctx, call(c));
-        print_json_line(result);
-        return 0;
-    };
-}
+struct process_args {
+    std::string session_id, type, data;
+    json::value event_data; ///< `data` parsed (null without --data)
+};
 
 } // namespace
 
 void add_rest_commands(CLI::App& app, globals& g, action& run)
 {
-    auto* lenses = app.add_subcommand("lenses", "Lens definitions")->require_subcommand(1);
-    lenses->add_subcommand("list", "List the lenses")->callback([&] {
-        run = rest_action(g, [](lens::client& c) -> task<json::value> { co_return to_json(co_await c.list_lenses()); });
-    });
-    {
-        auto* get = lenses->add_subcommand("get", "Show one lens");
-        auto id = std::make_shared<std::string>();
-        get->add_option("ID", *id, "Lens id")->required();
-        get->callback([&, id] {
-            run = rest_action(g, [id](lens::client& c) -> task<json::value> {
-                co_return json::value_from(co_await c.get_lens(*id));
-            });
-        });
-    }
-
     auto* sessions = app.add_subcommand("sessions", "Lens sessions")->require_subcommand(1);
     {
         auto* create = sessions->add_subcommand("create", "Create a session of a lens");
@@ -53,13 +31,19 @@ void add_rest_commands(CLI::App& app, globals& g, action& run)
             });
         });
     }
-    sessions->add_subcommand("list", "List sessions")->callback([&] {
-        run = rest_action(g, [](lens::client& c) -> task<json::value> { co_return to_json(co_await c.list_sessions()); });
-    });
+    {
+        auto* list = sessions->add_subcommand("list", "List sessions (a JSON array; one page with --shard-index)");
+        auto p = std::make_shared<lens::page>();
+        add_page_options(*list, *p);
+        list->callback([&, p] {
+            run = rest_action(g, [p](lens::client& c) -> task<json::value> {
+                co_return to_json(co_await c.list_sessions(*p));
+            });
+        });
+    }
     {
         auto* get = sessions->add_subcommand("get", "Show one session");
-        auto id = std::make_shared<std::string>();
-        get->add_option("ID", *id, "Session id")->required();
+        auto id = add_id(*get, "ID", "Session id");
         get->callback([&, id] {
             run = rest_action(g, [id](lens::client& c) -> task<json::value> {
                 co_return json::value_from(co_await c.get_session(*id));
@@ -67,30 +51,32 @@ void add_rest_commands(CLI::App& app, globals& g, action& run)
         });
     }
     {
-        auto* destroy = sessions->add_subcommand("destroy", "Destroy a session");
-        auto id = std::make_shared<std::string>();
-        destroy->add_option("ID", *id, "Session id")->required();
+        auto* destroy = sessions->add_subcommand("destroy", "Destroy a session (REST; see also `lens destroy`)");
+        auto id = add_id(*destroy, "ID", "Session id");
         destroy->callback([&, id] {
             run = rest_action(g, [id](lens::client& c) -> task<json::value> {
                 co_return json::value_from(co_await c.destroy_session(*id));
             });
         });
     }
-
-    auto* files = app.add_subcommand("files", "Uploaded files")->require_subcommand(1);
+    sessions->add_subcommand("info", "lens/sessions/info: the service's summary of the sessions")->callback([&] {
+        run = rest_action(g, [](lens::client& c) -> task<json::value> { co_return co_await c.sessions_info(); });
+    });
     {
-        auto* upload = files->add_subcommand("upload", "Upload a file (png, jpg, mp4, csv, json, jsonl, txt)");
-        auto path = std::make_shared<std::string>();
-        upload->add_option("PATH", *path, "Local file")->required();
-        upload->callback([&, path] {
-            run = rest_action(g, [path](lens::client& c) -> task<json::value> {
-                co_return json::value_from(co_await c.upload_file(std::filesystem::path(*path)));
+        auto* process = sessions->add_subcommand(
+            "process", "sessions/events/process: send one event over REST; prints the reply the WebSocket would give");
+        auto a = std::make_shared<process_args>();
+        process->add_option("ID", a->session_id, "Session id")->required();
+        process->add_option("TYPE", a->type, "Event type, e.g. session.status or session.update")->required();
+        auto* data = process->add_option("--data", a->data, "The event's event_data, as JSON");
+        process->callback([&, a, data] {
+            if (data->count() > 0)
+                a->event_data = parse_json_option("--data", a->data);
+            run = rest_action(g, [a](lens::client& c) -> task<json::value> {
+                co_return co_await c.process_event(a->session_id, a->type, a->event_data);
             });
         });
     }
-    files->add_subcommand("list", "List uploaded files")->callback([&] {
-        run = rest_action(g, [](lens::client& c) -> task<json::value> { co_return to_json(co_await c.list_files()); });
-    });
 }
 
 } // namespace lens::cli

@@ -46,6 +46,26 @@ else
     json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" | head -n1; }
 fi
 
+if command -v python3 >/dev/null 2>&1; then
+    # json_len < json: the number of items of a top-level array
+    json_len() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+    # is_json_lines < text: every line is one JSON document (and there is at least one)
+    is_json_lines() { python3 -c '
+import json,sys
+lines = sys.stdin.read().splitlines()
+assert lines
+for l in lines: json.loads(l)' 2>/dev/null; }
+else
+    # (without python: the records of a list of sessions, else of lenses)
+    json_len() {
+        local text
+        text=$(cat)
+        if grep -qF '"session_id"' <<<"$text"; then grep -oF '"session_id"' <<<"$text" | wc -l | tr -d ' '
+        else grep -oF '"lens_id"' <<<"$text" | wc -l | tr -d ' '; fi
+    }
+    is_json_lines() { ! grep -vq '^[[{]'; }
+fi
+
 # run_lens NAME ARGS...: runs lens, leaving $TMP/NAME.out, $TMP/NAME.err and $TMP/NAME.rc.
 run_lens() {
     [[ -n ${CLI_TRACE:-} ]] && echo "$(date +%s.%N) $*" >&2
@@ -53,6 +73,13 @@ run_lens() {
     shift
     timeout 60 "$LENS" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
     echo $? >"$TMP/$name.rc"
+}
+
+# expect_status NAME STATUS: the exit status of the run NAME.
+expect_status() {
+    local rc
+    rc=$(cat "$TMP/$1.rc")
+    if [[ $rc == "$2" ]]; then pass; else fail "$1: exit status $rc, expected $2: $(head -c 300 "$TMP/$1.err")"; fi
 }
 
 # no_secret NAME: the key appears in neither stream.
@@ -286,6 +313,169 @@ no_secret ws_query_timeout
 grep -qF "does not exist" "$TMP/ws_query_no_image.err" ||
     fail "ws_query_no_image: the error does not say the file does not exist: $(cat "$TMP/ws_query_no_image.err")"
 
+# ---- the rest of the API: lenses, sessions and files over REST ------------------------
+expect_ok lenses_info "${G[@]}" lenses info && contains lenses_info '"num_lenses":3'
+# Paging: shard i of size n is items [i*n, (i+1)*n); the three built-in lenses make 2 + 1.
+expect_ok lenses_page0 "${G[@]}" lenses list --shard-index 0 --max-items-per-shard 2 &&
+    [[ $(json_len <"$TMP/lenses_page0.out") == 2 ]] || fail "lenses_page0: not 2 lenses: $(cat "$TMP/lenses_page0.out")"
+expect_ok lenses_page1 "${G[@]}" lenses list --shard-index 1 --max-items-per-shard 2 && {
+    [[ $(json_len <"$TMP/lenses_page1.out") == 1 ]] || fail "lenses_page1: not 1 lens: $(cat "$TMP/lenses_page1.out")"
+    contains lenses_page1 lns-emu-query
+}
+expect_ok lenses_page_past "${G[@]}" lenses list --shard-index 7 --max-items-per-shard 2 &&
+    [[ $(tr -d '[:space:]' <"$TMP/lenses_page_past.out") == "[]" ]] || fail "lenses_page_past: not []"
+usage_error lenses_page_half "--max-items-per-shard" "${G[@]}" lenses list --shard-index 1
+expect_status lenses_page_half 2
+usage_error lenses_page_zero "--max-items-per-shard" "${G[@]}" lenses list --shard-index 0 --max-items-per-shard 0
+expect_ok lenses_clone "${G[@]}" lenses clone lns-emu-mailbox && contains lenses_clone '(clone)'
+CLONE=$(json_field lens_id <"$TMP/lenses_clone.out")
+[[ $CLONE == lns-* && $CLONE != lns-emu-mailbox ]] || fail "lenses clone: no new lens_id in $(cat "$TMP/lenses_clone.out")"
+expect_ok lenses_get_clone "${G[@]}" lenses get "$CLONE" && contains lenses_get_clone "\"lens_id\":\"$CLONE\""
+expect_ok lenses_delete "${G[@]}" lenses delete "$CLONE" && contains lenses_delete '"deleted":true'
+expect_error lenses_delete_again "lens/delete" "${G[@]}" lenses delete "$CLONE"
+expect_error lenses_clone_unknown "lens/clone" "${G[@]}" lenses clone lns-no-such-lens
+
+expect_ok sessions_info "${G[@]}" sessions info && contains sessions_info '"max_sessions"'
+# Four sessions exist by now (one destroyed, three running).
+expect_ok sessions_page "${G[@]}" sessions list --shard-index 1 --max-items-per-shard 3 &&
+    [[ $(json_len <"$TMP/sessions_page.out") == 1 ]] || fail "sessions_page: not 1 session: $(cat "$TMP/sessions_page.out")"
+expect_ok sessions_page_all "${G[@]}" sessions list &&
+    [[ $(json_len <"$TMP/sessions_page_all.out") == 4 ]] || fail "sessions list: not 4 sessions"
+expect_ok sessions_process_status "${G[@]}" sessions process "$MAILBOX" session.status &&
+    contains sessions_process_status "\"session_id\":\"$MAILBOX\""
+expect_ok sessions_process_update "${G[@]}" sessions process "$MAILBOX" session.update \
+    --data '{"type":"data.json","event_data":{"via":"rest"}}' && {
+    contains sessions_process_update '"type":"session.update.response"'
+    contains sessions_process_update '"is_valid":true'
+}
+usage_error sessions_process_bad_data "--data" "${G[@]}" sessions process "$MAILBOX" session.update --data '{nope'
+expect_status sessions_process_bad_data 2
+expect_error sessions_process_unknown "Unknown session id: lsn-no-such-session" "${G[@]}" \
+    sessions process lsn-no-such-session session.status
+
+expect_ok files_info "${G[@]}" files info && contains files_info '"num_files"'
+expect_ok files_get "${G[@]}" files get cli_upload.csv && contains files_get '"file_id":"cli_upload.csv"'
+expect_error files_get_unknown "files/metadata" "${G[@]}" files get no-such-file.csv
+# Round trip of a file of several chunks: upload (streamed), download to a file and to stdout.
+# stderr is not a terminal here, so no progress line: expect_ok insists on an empty stderr.
+head -c 300000 /dev/urandom | base64 >"$TMP/round.txt"
+expect_ok files_upload_round "${G[@]}" files upload "$TMP/round.txt" && contains files_upload_round '"file_id":"round.txt"'
+expect_ok files_download_out "${G[@]}" files download round.txt --output "$TMP/round.out" && {
+    contains files_download_out "\"bytes\":$(wc -c <"$TMP/round.txt" | tr -d ' ')"
+    contains files_download_out '"file_id":"round.txt"'
+}
+cmp -s "$TMP/round.txt" "$TMP/round.out" && pass || fail "files download --output: the file differs from the upload"
+[[ -e "$TMP/round.out.part" ]] && fail "files download --output: left round.out.part behind"
+run_lens files_download_stdout "${G[@]}" files download round.txt
+expect_status files_download_stdout 0
+cmp -s "$TMP/round.txt" "$TMP/files_download_stdout.out" && pass ||
+    fail "files download to stdout: the bytes differ from the upload (or something else went to stdout)"
+[[ -s "$TMP/files_download_stdout.err" ]] && fail "files download to stdout: unexpected stderr: $(head -c 300 "$TMP/files_download_stdout.err")"
+expect_ok files_upload_no_progress "${G[@]}" files upload --no-progress "$TMP/round.txt"
+# The base64 endpoint stores the decoded bytes.
+printf 'x,y\n3,4\n' >"$TMP/b64.csv"
+expect_ok files_upload_base64 "${G[@]}" files upload "$TMP/b64.csv" --base64 && contains files_upload_base64 '"file_id":"b64.csv"'
+run_lens files_download_b64 "${G[@]}" files download b64.csv
+expect_status files_download_b64 0
+cmp -s "$TMP/b64.csv" "$TMP/files_download_b64.out" && pass || fail "files upload --base64: downloaded bytes differ"
+expect_ok files_delete "${G[@]}" files delete b64.csv && contains files_delete '"deleted":true'
+expect_error files_get_deleted "files/metadata" "${G[@]}" files get b64.csv
+expect_error files_delete_again "files/delete" "${G[@]}" files delete b64.csv
+# Bad input: a missing file and a missing directory are refused before sending (status 2);
+# an unknown file id is the server's 404 (status 1), with nothing on stdout and no file left.
+usage_error files_upload_missing "does not exist" "${G[@]}" files upload "$TMP/no-such-file.csv"
+expect_status files_upload_missing 2
+usage_error files_upload_missing_b64 "does not exist" "${G[@]}" files upload --base64 "$TMP/no-such-file.csv"
+expect_error files_download_unknown "files/download" "${G[@]}" files download no-such-file.csv
+expect_status files_download_unknown 1
+expect_error files_download_unknown_out "files/download" "${G[@]}" files download no-such-file.csv \
+    --output "$TMP/unknown.out"
+[[ -e "$TMP/unknown.out" || -e "$TMP/unknown.out.part" ]] && fail "files download of an unknown id left a file behind"
+usage_error files_download_no_dir "--output" "${G[@]}" files download round.txt --output "$TMP/no-such-dir/round.out"
+expect_status files_download_no_dir 2
+grep -qF "does not exist" "$TMP/files_download_no_dir.err" ||
+    fail "files_download_no_dir: the error does not say the directory does not exist: $(cat "$TMP/files_download_no_dir.err")"
+
+# Progress lines under a pseudo-terminal (util-linux `script`; skipped without it):
+# "upload round.txt ... 100% ..." on the terminal, none with --no-progress.
+if command -v script >/dev/null 2>&1 && script -qec true /dev/null >/dev/null 2>&1; then
+    pty_run() { # pty_run NAME ARGS...: lens ARGS with stdout and stderr on a pty
+        local name=$1
+        shift
+        timeout 60 script -qec "$(printf '%q ' "$LENS" "$@")" /dev/null >"$TMP/$name.pty" 2>&1 </dev/null
+    }
+    pty_run pty_upload "${G[@]}" files upload "$TMP/round.txt"
+    grep -q 'upload round.txt .*100%' "$TMP/pty_upload.pty" && pass ||
+        fail "pty_upload: no progress line on a terminal: $(head -c 300 "$TMP/pty_upload.pty" | tr '\r' '|')"
+    grep -qF -- "$KEY" "$TMP/pty_upload.pty" && fail "pty_upload: the key appears in the output"
+    pty_run pty_download "${G[@]}" files download round.txt --output "$TMP/round.pty.out"
+    grep -q 'download round.txt .*100%' "$TMP/pty_download.pty" && pass ||
+        fail "pty_download: no progress line on a terminal: $(head -c 300 "$TMP/pty_download.pty" | tr '\r' '|')"
+    pty_run pty_quiet "${G[@]}" files upload --no-progress "$TMP/round.txt"
+    grep -q '%' "$TMP/pty_quiet.pty" && fail "pty_quiet: --no-progress still drew progress" || pass
+else
+    echo "note: util-linux 'script' not available: progress lines on a terminal not checked" >&2
+fi
+
+# ---- the rest of the API over the WebSocket: update, call, input, destroy ----------------
+expect_ok ws_update "${G[@]}" update "$MAILBOX" --json '{"cli":"update"}' && {
+    contains ws_update '"type":"session.update.response"'
+    contains ws_update '"is_valid":true'
+}
+printf '{"line":1}\n\n{"line":2}\n' >"$TMP/updates.jsonl"
+run_lens ws_update_jsonl "${G[@]}" update "$MAILBOX" --jsonl "$TMP/updates.jsonl"
+expect_status ws_update_jsonl 0
+[[ $(wc -l <"$TMP/ws_update_jsonl.out") == 2 ]] && is_json_lines <"$TMP/ws_update_jsonl.out" && pass ||
+    fail "ws_update_jsonl: expected two JSON reply lines: $(cat "$TMP/ws_update_jsonl.out" "$TMP/ws_update_jsonl.err")"
+no_secret ws_update_jsonl
+printf '{"line":3}\n' | run_lens ws_update_stdin "${G[@]}" update "$MAILBOX" --jsonl -
+expect_status ws_update_stdin 0
+contains ws_update_stdin '"type":"session.update.response"'
+expect_ok ws_read_updates "${G[@]}" read "$MAILBOX" --client-id cli-reader-updates && {
+    contains ws_read_updates '"cli":"update"'
+    contains ws_read_updates '"line":1'
+    contains ws_read_updates '"line":2'
+    contains ws_read_updates '"line":3'
+    contains ws_read_updates '"via":"rest"'
+}
+usage_error ws_update_bad_json "--json" "${G[@]}" update "$MAILBOX" --json '{nope'
+expect_status ws_update_bad_json 2
+printf '{"line":1}\nnot json\n' >"$TMP/bad.jsonl"
+usage_error ws_update_bad_line "line 2" "${G[@]}" update "$MAILBOX" --jsonl "$TMP/bad.jsonl"
+usage_error ws_update_missing_file "--jsonl" "${G[@]}" update "$MAILBOX" --jsonl "$TMP/no-such.jsonl"
+usage_error ws_update_nothing "--json" "${G[@]}" update "$MAILBOX"
+expect_error ws_update_unknown "Unknown session id: lsn-no-such-session" "${G[@]}" update lsn-no-such-session --json '{}'
+
+expect_ok ws_call "${G[@]}" call "$MAILBOX" session.heartbeat && contains ws_call '"type":"session.heartbeat.response"'
+expect_ok ws_call_data "${G[@]}" call "$MAILBOX" session.read --data '{"client_id":"cli-call"}' &&
+    contains ws_call_data '"client_id":"cli-call"'
+usage_error ws_call_bad_data "--data" "${G[@]}" call "$MAILBOX" session.read --data '[1,'
+expect_status ws_call_bad_data 2
+expect_error ws_call_unknown_type "Unknown event type: session.no-such-event" "${G[@]}" call "$MAILBOX" session.no-such-event
+
+printf '{"t":0,"v":1}\n{"t":1,"v":2}\n' >"$TMP/cli_lines.jsonl"
+expect_ok files_upload_jsonl "${G[@]}" files upload "$TMP/cli_lines.jsonl"
+expect_ok ws_input_jsonl "${G[@]}" input "$MONITOR" --jsonl cli_lines.jsonl && contains ws_input_jsonl '"is_valid":true'
+expect_ok ws_input_raw "${G[@]}" input "$MONITOR" --stream-type csv_file_reader --stream-config '{"file_id":"cli_upload.csv"}' &&
+    contains ws_input_raw '"is_valid":true'
+usage_error ws_input_bad_config "--stream-config" "${G[@]}" input "$MONITOR" --stream-type x --stream-config '{'
+usage_error ws_input_config_array "--stream-config" "${G[@]}" input "$MONITOR" --stream-type x --stream-config '[]'
+usage_error ws_input_two_sources "excludes" "${G[@]}" input "$MONITOR" --jsonl a.jsonl --csv b.csv
+
+# Sec-WebSocket-Protocol authentication, as a global flag and on the subcommand.
+expect_ok ws_subprotocol "${G[@]}" --subprotocol-auth status "$MAILBOX" && contains ws_subprotocol "\"session_id\":\"$MAILBOX\""
+expect_ok ws_subprotocol_sub "${G[@]}" call "$MAILBOX" session.heartbeat --subprotocol-auth
+
+# session.destroy over the WebSocket (lens destroy), distinct from REST `sessions destroy`.
+new_session DOOMED ws_create_doomed lns-emu-mailbox
+expect_ok ws_destroy "${G[@]}" destroy "$DOOMED" && {
+    contains ws_destroy '"type":"session.destroy.response"'
+    contains ws_destroy STALE
+}
+expect_ok ws_destroyed_get "${G[@]}" sessions get "$DOOMED" && contains ws_destroyed_get STALE
+expect_error ws_destroy_again "$DOOMED" "${G[@]}" --timeout 5 destroy "$DOOMED"
+expect_error ws_destroy_unknown "Unknown session id: lsn-no-such-session" "${G[@]}" destroy lsn-no-such-session
+
 # An unknown session: the REST look-up fails at once (bounded by --timeout, not a hang).
 expect_error ws_status_unknown "Unknown session id: lsn-no-such-session" "${G[@]}" --timeout 5 \
     status lsn-no-such-session
@@ -315,12 +505,6 @@ no_secret wrong_key_create "$WRONG"
 expect_error unreachable "lens/metadata" --endpoint "http://127.0.0.1:1/v0.5" --api-key "$KEY" --timeout 5 lenses list
 
 # Usage errors: exit status 2 (CLI11's message; its own code would be 106), nothing on stdout.
-# expect_status NAME STATUS: the exit status of the run NAME.
-expect_status() {
-    local rc
-    rc=$(cat "$TMP/$1.rc")
-    if [[ $rc == "$2" ]]; then pass; else fail "$1: exit status $rc, expected $2: $(head -c 300 "$TMP/$1.err")"; fi
-}
 run_lens no_subcommand
 expect_status no_subcommand 2
 run_lens lenses_no_subcommand "${G[@]}" lenses
@@ -392,7 +576,7 @@ help_ok() {
 }
 help_ok
 top=$(subcommands_of)
-for needed in lenses sessions files emulator demo; do
+for needed in lenses sessions files emulator demo status validate read query input destroy update call; do
     grep -qx "$needed" <<<"$top" || fail "'lens --help' does not list '$needed'"
 done
 for sub in $top; do
@@ -401,8 +585,9 @@ for sub in $top; do
         help_ok "$sub" "$subsub"
     done
 done
-for path in "lenses list" "lenses get" "sessions create" "sessions list" "sessions get" "sessions destroy" \
-    "files upload" "files list"; do
+for path in "lenses list" "lenses get" "lenses info" "lenses clone" "lenses delete" "sessions create" \
+    "sessions list" "sessions get" "sessions destroy" "sessions info" "sessions process" "files upload" \
+    "files list" "files info" "files get" "files delete" "files download" destroy update call input; do
     # shellcheck disable=SC2086
     help_ok $path
 done
