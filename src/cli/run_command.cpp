@@ -288,6 +288,19 @@ task<int> run_task(lens::client c, lens_definition def, const run_options& o, le
         });
 }
 
+/// True when the configuration sends its results to the SSE consumer, the only output
+/// `lens run` reads.
+bool writes_sse(const json::object& lens_config)
+{
+    const json::value* outputs = lens_config.if_contains("output_streams");
+    if (!outputs || !outputs->is_array())
+        return false;
+    return std::any_of(outputs->get_array().begin(), outputs->get_array().end(), [](const json::value& out) {
+        const json::value* type = out.is_object() ? out.get_object().if_contains("stream_type") : nullptr;
+        return type && type->is_string() && type->get_string() == "server_sent_events_writer";
+    });
+}
+
 } // namespace
 
 int run_lens(const globals& g, const run_options& o)
@@ -298,6 +311,10 @@ int run_lens(const globals& g, const run_options& o)
         def.lens_name = o.name;
     if (def.lens_name.empty())
         throw config_error(o.config_path + ": no lens_name (give one in the file or with --name)");
+    if (!writes_sse(def.lens_config))
+        std::cerr << "lens: warning: " << o.config_path
+                  << ": no output_streams entry of stream_type server_sent_events_writer: "
+                     "the lens's results may not reach the event stream lens run reads\n";
     if (!o.input.empty()) {
         std::error_code ec;
         if (!std::filesystem::is_regular_file(o.input, ec))

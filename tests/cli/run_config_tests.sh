@@ -262,6 +262,16 @@ expect_ok run_unknown_stream "${G[@]}" run --config "$TMP/unknown_stream.yaml" -
     contains run_unknown_stream 'input stream type not emulated: no_such_reader'
 no_leftovers run_unknown_stream cfg-unknown-stream
 
+# A configuration without the SSE writer runs, with a warning: lens run reads only SSE.
+printf 'lens_name: cfg-no-sse\nlens_config:\n  model_parameters: {focus: x}\n' >"$TMP/no_sse.yaml"
+run_lens run_no_sse "${G[@]}" run --config "$TMP/no_sse.yaml" --duration 0.2
+if [[ $(cat "$TMP/run_no_sse.rc") == 0 ]] && grep -qF "warning: $TMP/no_sse.yaml: no output_streams entry" \
+    "$TMP/run_no_sse.err" && [[ $(wc -l <"$TMP/run_no_sse.err") == 1 ]]; then pass; else
+    fail "run_no_sse: expected exit 0 and one warning line: rc $(cat "$TMP/run_no_sse.rc"), $(cat "$TMP/run_no_sse.err")"
+fi
+no_secret run_no_sse
+no_leftovers run_no_sse cfg-no-sse
+
 # ---- lens run: how it ends -----------------------------------------------------------------
 expect_ok run_duration "${G[@]}" run --config "$EXAMPLES/sensor_logs.yaml" --name cfg-run-duration --duration 0.5 && {
     contains run_duration '"type":"sse.stream.start"'
