@@ -364,6 +364,13 @@ run_lens run_bad_reading "${G[@]}" run --config "$EXAMPLES/sensor_logs.yaml" --n
 check_error run_bad_reading 1 "--sensor-data $TMP/bad_readings.jsonl:2: not JSON"
 no_leftovers run_bad_reading cfg-bad-reading
 
+# A line over 1 MiB is refused (after the lines before it), without reading it whole.
+{ echo '{"ok": 1}'; head -c 1100000 /dev/zero | tr '\0' 'a'; echo; } >"$TMP/long_line.jsonl"
+run_lens run_long_line "${G[@]}" run --config "$EXAMPLES/sensor_logs.yaml" --name cfg-long-line \
+    --sensor-data "$TMP/long_line.jsonl"
+check_error run_long_line 1 "$TMP/long_line.jsonl:2: a line longer than 1048576 bytes"
+no_leftovers run_long_line cfg-long-line
+
 # A wrong key: refused at registration, and the key is never echoed.
 WRONG=wrong-key-run-config
 run_lens run_wrong_key --endpoint "$ENDPOINT" --api-key "$WRONG" run --config "$EXAMPLES/sensor_logs.yaml"
