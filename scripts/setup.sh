@@ -3,7 +3,7 @@
 # and silent when everything is already present.
 set -euo pipefail
 packages=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-          libssl-dev doctest-dev libcli11-dev doxygen pkg-config)
+          libssl-dev doctest-dev libcli11-dev libyaml-cpp-dev doxygen pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 // lens events: a session's SSE consumer, one JSON line per event.
 // lens sse-decode: the SSE parser on a captured stream from stdin.
 #include "cli/commands.hpp"
+#include "cli/event_output.hpp"
 #include "cli/run.hpp"
 
 #include <lens/client.hpp>
@@ -80,11 +81,7 @@ int events(const lens::config& cfg, const events_args& args)
     return run_blocking(ctx, [](lens::event_stream& stream, std::size_t max) -> boost::asio::awaitable<int> {
         std::size_t n = 0;
         while (auto ev = co_await stream.next()) {
-            json::object line;
-            line["id"] = ev->id;
-            line["type"] = ev->type;
-            line["data"] = std::move(ev->raw);
-            print_json_line(line);
+            print_json_line(event_line(std::move(*ev)));
             if (max != 0 && ++n >= max)
                 break;
         }
