@@ -36,7 +36,7 @@ void add_emulator_commands(CLI::App& app, globals& g, action& run);  // emulator
 void add_session_commands(CLI::App& app, globals& g, action& run);   // status, validate, read, query, input,
                                                                      // destroy, update, call
 void add_sse_commands(CLI::App& app, globals& g, action& run);       // events, sse-decode
-void add_lens_config_commands(CLI::App& app, globals& g, action& run); // lenses register|modify, run (after add_rest_commands)
+void add_lens_config_commands(CLI::App& app, globals& g, action& run); // lenses register|modify, run (after add_lens_commands)
 
 /// A `--... SECONDS` option as a duration: saturating (1e10 or inf is "practically never",
 /// not an overflow into the past); NaN and negatives are rejected by the options' checks.

@@ -18,7 +18,7 @@ LENS=${1:?usage: run_config_tests.sh path/to/lens}
 unset ARCHETYPE_API_KEY ARCHETYPE_API_ENDPOINT
 EXAMPLES=$(cd "$(dirname "$0")/../../examples/lenses" && pwd)
 
-KEY=emulator-key-run-config
+KEY=${LENS_TEST_API_KEY:-emulator-key-run-config} # scripts/secret_canary.sh sets a marker
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lens-run-config-test.XXXXXX")
 EMU_PID=
 failures=0
