@@ -85,7 +85,8 @@ origin parse_origin(std::string_view url, std::string_view operation)
         throw_error(errc::invalid_argument, std::string(operation), "URL has no host: " + std::string(url));
     if (u.host_type() != boost::urls::host_type::ipv6 && !is_host_name(o.host))
         throw_error(errc::invalid_argument, std::string(operation),
-                    "URL has an invalid host name (a control character, space or delimiter once decoded)");
+                    "URL has an invalid host name (a control character, space or delimiter once decoded): " +
+                        std::string(url));
     if (u.has_port()) {
         o.port = port_number(u.port());
         if (o.port.empty())
