@@ -55,7 +55,7 @@ for t in $targets; do
   fi
   work="$build/corpus/$t"
   mkdir -p "$work"
-  cp -n "$seeds"/* "$work"/ 2>/dev/null || true
+  cp "$seeds"/* "$work"/ 2>/dev/null || true   # the current seeds (the work copy keeps what was found)
   echo "== $t: fuzzing for $mode s"
   if ! "$bin" -max_total_time="$mode" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$t-" "$work" >"$build/artifacts/$t.log" 2>&1; then
