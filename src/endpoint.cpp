@@ -7,23 +7,9 @@
 
 #include <boost/beast/http/field.hpp>
 
-#include <algorithm>
-#include <cctype>
-
 namespace lens::detail {
 
 namespace http = boost::beast::http;
-
-namespace {
-
-bool iequals(std::string_view a, std::string_view b) noexcept
-{
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
-} // namespace
 
 endpoint::endpoint(config cfg)
     : cfg_(std::move(cfg)), rest_(parse_origin(cfg_.endpoint, "client")), secrets_(cfg_.api_key)
@@ -72,20 +58,7 @@ void endpoint::set_common_headers(http::fields& f, const origin& where, auth how
 
 origin endpoint::session_origin(std::string_view url, std::string_view operation) const
 {
-    origin o = parse_origin(url, operation);
-    const bool same_host = iequals(o.host, rest_.host);
-    const bool listed = std::any_of(cfg_.session_hosts.begin(), cfg_.session_hosts.end(),
-                                    [&](const std::string& h) { return iequals(h, o.host); });
-    if (!same_host && !listed)
-        throw lens::error(errc::invalid_argument, std::string(operation),
-                          "the session endpoint's host '" + o.host + "' is not the REST endpoint's ('" +
-                              rest_.host +
-                              "'); the API key is not sent there (list it in config::session_hosts to allow it)");
-    if (rest_.tls && !o.tls)
-        throw lens::error(errc::invalid_argument, std::string(operation),
-                          "the session endpoint is not wss while the REST endpoint is https; the API key is "
-                          "not sent in plain text");
-    return o;
+    return detail::session_origin(url, rest_, cfg_.session_hosts, operation);
 }
 
 void endpoint::log(const log_record& r) const

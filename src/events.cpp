@@ -4,6 +4,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <cmath>
+#include <limits>
+
 namespace lens {
 
 namespace json = boost::json;
@@ -44,8 +47,12 @@ std::optional<T> number_at(const json::object* o, std::string_view key)
         if (!ec)
             return n;
         if constexpr (std::is_integral_v<T>) {
-            if (auto* d = v->if_double(); d && *d >= 0)
-                return static_cast<T>(*d);
+            // A fraction is truncated; a count beyond the type saturates (converting it
+            // would be undefined behaviour). NaN and negatives are not counts.
+            if (auto* d = v->if_double(); d && *d >= 0) {
+                const double beyond = std::ldexp(1.0, std::numeric_limits<T>::digits); // exact: 2^digits
+                return *d >= beyond ? std::numeric_limits<T>::max() : static_cast<T>(*d);
+            }
         }
         return std::nullopt;
     }

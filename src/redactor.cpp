@@ -21,6 +21,23 @@ bool is_api_key_name(std::string_view name) noexcept
     return true;
 }
 
+// `s` with each occurrence of `key`, left to right and without overlap, replaced by `with`.
+std::string replace_all(std::string_view s, std::string_view key, std::string_view with)
+{
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t pos = 0;;) {
+        const auto hit = s.find(key, pos);
+        if (hit == std::string_view::npos) {
+            out.append(s.substr(pos));
+            return out;
+        }
+        out.append(s.substr(pos, hit - pos));
+        out.append(with);
+        pos = hit + key.size();
+    }
+}
+
 } // namespace
 
 bool redactor::leaks(std::string_view s) const noexcept
@@ -39,18 +56,21 @@ std::string redactor::scrubbed(std::string_view s) const
 {
     if (!leaks(s))
         return std::string(s);
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t pos = 0;;) {
-        const auto hit = s.find(secret_, pos);
-        if (hit == std::string_view::npos) {
-            out.append(s.substr(pos));
-            return out;
-        }
-        out.append(s.substr(pos, hit - pos));
-        out.append(mask);
-        pos = hit + secret_.size();
-    }
+    std::string out = replace_all(s, secret_, mask);
+    if (!leaks(out))
+        return out;
+    // The mask spelled the key again, alone or with its neighbours: a key such as "e" or
+    // "d]x" (never a real API key, but the promise is "never", whatever the key). A mask
+    // made of a character the key lacks cannot: an occurrence in the result would lie
+    // within the text between two replaced occurrences, where the search found none.
+    for (char c : std::string_view("*#~^%"))
+        if (secret_.find(c) == std::string::npos)
+            return replace_all(s, secret_, std::string(mask.size(), c));
+    // The key holds every one of them: delete it until none is left (each pass shortens).
+    out = replace_all(s, secret_, {});
+    while (leaks(out))
+        out = replace_all(out, secret_, {});
+    return out;
 }
 
 void redactor::scrub(boost::json::value& root) const

@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lens::detail {
 
@@ -22,5 +23,13 @@ struct origin {
 /// Parses an http, https, ws or wss URL with Boost.URL. Throws `lens::error`
 /// (errc::invalid_argument) naming `operation` when the URL is unusable.
 origin parse_origin(std::string_view url, std::string_view operation);
+
+/// The session endpoint rule (see detail/endpoint.hpp): the origin of a control channel at
+/// `url` (a `session_endpoint` the server sent), accepted only on the REST origin's host
+/// or a host of `allowed_hosts` (`config::session_hosts`; compared without regard to case),
+/// and only over TLS when `rest` is. Throws `lens::error` (errc::invalid_argument) naming
+/// `operation` otherwise: the API key is never sent anywhere else.
+origin session_origin(std::string_view url, const origin& rest, const std::vector<std::string>& allowed_hosts,
+                      std::string_view operation);
 
 } // namespace lens::detail

@@ -18,13 +18,15 @@ namespace lens::detail {
 
 class redactor {
 public:
-    /// What replaces each occurrence of the key.
+    /// What replaces each occurrence of the key. (A key that the mask could spell again
+    /// with its neighbours, such as "e", is replaced by as many `*` instead, so that the
+    /// result never holds the key whatever it is.)
     static constexpr std::string_view mask = "[redacted]";
 
     redactor() = default;
     explicit redactor(std::string secret) : secret_(std::move(secret)) {}
 
-    /// Replaces every occurrence of the key in `s` with `mask`.
+    /// Replaces every occurrence of the key in `s` with `mask`: afterwards `s` never holds it.
     void scrub(std::string& s) const;
     /// `s` with every occurrence of the key replaced.
     std::string scrubbed(std::string_view s) const;

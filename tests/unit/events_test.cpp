@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <limits>
+
 using lens::decode_event;
 using lens::event_kind;
 
@@ -100,4 +103,25 @@ TEST_CASE("events: unknown types, odd shapes and non-JSON data never throw")
         CHECK(e.type.empty());
     }
     CHECK(lens::to_string(event_kind::frame_processed) == "frame_processed");
+}
+
+// Found by fuzz/events.cpp: a count too large for its type was converted from double
+// with undefined behaviour (UBSan: "1e+38 is outside the range of representable values").
+// Counts saturate, like the records' counters (lens/records.hpp).
+TEST_CASE("events: counts beyond 2^64 saturate instead of overflowing")
+{
+    auto hb = decode_event("", R"({"type":"sse.stream.heartbeat","num_messages":1e38,"num_bytes":18446744073709551616.0,
+        "message_timeout":1.8446744073709552e19})");
+    auto* h = hb.get_if<lens::heartbeat>();
+    REQUIRE(h);
+    CHECK(h->num_messages == std::numeric_limits<std::uint64_t>::max());
+    CHECK(h->num_bytes == std::numeric_limits<std::uint64_t>::max());
+    CHECK(h->message_timeout == std::numeric_limits<std::uint64_t>::max());
+
+    auto frame = decode_event("", R"({"type":"frame.processed","event_data":{"frame_index":3.5e300}})");
+    REQUIRE(frame.get_if<lens::frame_processed>());
+    CHECK(frame.get_if<lens::frame_processed>()->frame_index == std::numeric_limits<std::uint64_t>::max());
+    // The largest double below 2^64 is still exact.
+    auto exact = decode_event("", R"({"type":"sse.stream.heartbeat","num_messages":18446744073709549568.0})");
+    CHECK(exact.get_if<lens::heartbeat>()->num_messages == 18446744073709549568ull);
 }

@@ -665,3 +665,38 @@ TEST_SUITE("redactor")
         dismantle(v);
     }
 }
+
+TEST_SUITE("redactor")
+{
+    using lens::detail::redactor;
+
+    // Found by fuzz/redaction.cpp: a key that the mask "[redacted]" can spell, alone or with
+    // its neighbours, survived its own replacement ("e" -> "[redacted]" still holds "e").
+    TEST_CASE("a key that the mask could spell never survives the mask")
+    {
+        struct row {
+            std::string_view key, in;
+        };
+        const row rows[] = {
+            {"e", "hello"},
+            {"]]", "]]]"},
+            {"d]x", "d]xx"},
+            {"[redacted]", "a [redacted] b"},
+            {"]*#~^%", "]*#~^%*#~^%"}, // holds every fallback character too
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.key);
+            const redactor secrets{std::string(r.key)};
+            const std::string out = secrets.scrubbed(r.in);
+            CHECK_FALSE(secrets.leaks(out));
+            std::string s(r.in);
+            secrets.scrub(s);
+            CHECK(s == out);
+            boost::json::value v = boost::json::object{{std::string(r.in), std::string(r.in)}};
+            secrets.scrub(v);
+            CHECK_FALSE(secrets.leaks(boost::json::serialize(v)));
+        }
+        // What is not the key is kept.
+        CHECK(redactor("e").scrubbed("hello") == "h**********llo");
+    }
+}

@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include "unit/sse_reference.hpp"
+
 #include <functional>
 #include <ostream>
 #include <random>
@@ -24,39 +26,8 @@ using namespace std::string_literals;
 
 namespace {
 
-std::string escaped(std::string_view s)
-{
-    std::string out;
-    for (unsigned char c : s) {
-        if (c >= 0x20 && c < 0x7F && c != '\\') {
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02X", c);
-            out += buf;
-        }
-    }
-    return out;
-}
-
-struct result {
-    std::vector<event> events;
-    std::string last_event_id;
-    std::optional<std::chrono::milliseconds> retry;
-    bool discarded = false;
-    friend bool operator==(const result&, const result&) = default;
-};
-
-std::ostream& operator<<(std::ostream& os, const result& r)
-{
-    os << "{events: [";
-    for (const auto& e : r.events)
-        os << "{" << escaped(e.type) << ", \"" << escaped(e.data) << "\", id \"" << escaped(e.last_event_id)
-           << "\"} ";
-    os << "], last id \"" << escaped(r.last_event_id) << "\", retry "
-       << (r.retry ? std::to_string(r.retry->count()) : "none") << ", discarded " << r.discarded << "}";
-    return os;
-}
+using lens::test::escaped;
+using result = lens::test::sse_result;
 
 event ev(std::string data, std::string id = {}, std::string type = "message")
 {
@@ -474,114 +445,7 @@ TEST_CASE("sse parser: non-ASCII text split everywhere is examined once")
 }
 
 // ---- differential test against a naive transcription of the spec -----------
-
-namespace {
-
-/// The spec, as literally as possible: decode everything, then walk the lines.
-result reference(std::string_view bytes)
-{
-    // UTF-8 decode: BOM sniff, then the WHATWG UTF-8 decoder in replacement mode.
-    if (bytes.substr(0, 3) == "\xEF\xBB\xBF")
-        bytes.remove_prefix(3);
-    std::string text;
-    unsigned needed = 0, seen = 0, lower = 0x80, upper = 0xBF;
-    std::string seq;
-    for (std::size_t i = 0; i < bytes.size();) {
-        const unsigned b = static_cast<unsigned char>(bytes[i]);
-        if (needed == 0) {
-            ++i;
-            if (b <= 0x7F) {
-                text += static_cast<char>(b);
-            } else if (b >= 0xC2 && b <= 0xDF) {
-                needed = 1;
-                seq = std::string(1, static_cast<char>(b));
-            } else if (b >= 0xE0 && b <= 0xEF) {
-                if (b == 0xE0) lower = 0xA0;
-                if (b == 0xED) upper = 0x9F;
-                needed = 2;
-                seq = std::string(1, static_cast<char>(b));
-            } else if (b >= 0xF0 && b <= 0xF4) {
-                if (b == 0xF0) lower = 0x90;
-                if (b == 0xF4) upper = 0x8F;
-                needed = 3;
-                seq = std::string(1, static_cast<char>(b));
-            } else {
-                text += fffd;
-            }
-            continue;
-        }
-        if (b < lower || b > upper) {
-            needed = seen = 0;
-            lower = 0x80;
-            upper = 0xBF;
-            text += fffd; // and the byte is read again
-            continue;
-        }
-        ++i;
-        lower = 0x80;
-        upper = 0xBF;
-        seq += static_cast<char>(b);
-        if (++seen == needed) {
-            text += seq;
-            needed = seen = 0;
-        }
-    }
-    if (needed != 0)
-        text += fffd;
-
-    result r;
-    std::string data, type, id_buffer;
-    std::size_t pos = 0;
-    for (;;) {
-        const std::size_t eol = text.find_first_of("\r\n", pos);
-        if (eol == std::string::npos)
-            break; // the rest is unfinished: discarded
-        const std::string line = text.substr(pos, eol - pos);
-        pos = eol + 1;
-        if (text[eol] == '\r' && pos < text.size() && text[pos] == '\n')
-            ++pos;
-        if (line.empty()) {
-            r.last_event_id = id_buffer;
-            if (data.empty()) {
-                type.clear();
-                continue;
-            }
-            if (data.back() == '\n')
-                data.pop_back();
-            r.events.push_back(event{type.empty() ? "message" : type, data, r.last_event_id});
-            data.clear();
-            type.clear();
-            continue;
-        }
-        if (line[0] == ':')
-            continue;
-        std::string name = line, value;
-        if (const auto colon = line.find(':'); colon != std::string::npos) {
-            name = line.substr(0, colon);
-            value = line.substr(colon + 1);
-            if (!value.empty() && value[0] == ' ')
-                value.erase(0, 1);
-        }
-        if (name == "event") {
-            type = value;
-        } else if (name == "data") {
-            data += value;
-            data += '\n';
-        } else if (name == "id") {
-            if (value.find('\0') == std::string::npos)
-                id_buffer = value;
-        } else if (name == "retry") {
-            if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos)
-                r.retry = std::chrono::milliseconds(std::stoll(value));
-        }
-    }
-    // Something is discarded when text remains after the last line end, or the
-    // last complete line was not a dispatching blank line with nothing pending.
-    r.discarded = pos < text.size() || !data.empty() || !type.empty() || id_buffer != r.last_event_id;
-    return r;
-}
-
-} // namespace
+// (the transcription, lens::test::sse_reference, is shared with fuzz/sse_parser.cpp)
 
 TEST_CASE("sse parser: agrees with a literal transcription of the spec on random streams")
 {
@@ -596,7 +460,7 @@ TEST_CASE("sse parser: agrees with a literal transcription of the spec on random
         const int n = static_cast<int>(rng() % 40);
         for (int i = 0; i < n; ++i)
             in += tokens[rng() % tokens.size()];
-        const result expected = reference(in);
+        const result expected = lens::test::sse_reference(in);
         // whole, bytes, and a few random splits (all chunkings on every tenth round)
         const auto chunkings = all_chunkings(in.size());
         const std::size_t count = round % 10 == 0 ? chunkings.size() : 6;
