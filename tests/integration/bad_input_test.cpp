@@ -702,7 +702,7 @@ TEST_CASE("bad input: WebSocket - TLS with an unknown CA or a host name the cert
 TEST_CASE("bad input: WebSocket - max_pending bounds the requests a session holds - the next is limit_exceeded, not sent")
 {
     auto o = lens::test::emulator_options();
-    o.ws.reply_delay = 300ms;
+    o.ws.reply_delay = 500ms; // long enough that no reply frees a place before the 9th request
     fixture f(o);
     f.watchdog = 10s;
     f.run([&]() -> task<void> {
