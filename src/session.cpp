@@ -753,8 +753,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
         lowest.expires_at(deadline); // the upgrade shares the attempt's deadline
         // The FSM owns the connection's timing (one timer for dead peer, keepalive and
         // heartbeat), so Beast's idle timeout is off: it would re-arm a timer on every
-        // frame. Its handshake timeout also bounds a closing handshake (after an oversized
-        // frame Beast closes and drains), which a hostile peer could otherwise stall.
+        // frame. Its handshake timeout bounds the closing handshakes lens starts; it does
+        // not bound the one Beast starts itself after a bad frame (oversized, invalid
+        // UTF-8): Beast 1.81 arms no timer then and waits for the peer to end the
+        // connection. The dead-peer timer ends that wait (nothing is received meanwhile),
+        // so dead_peer_timeout bounds it (bad input: "a text frame of invalid UTF-8...").
         websocket::stream_base::timeout timeouts;
         timeouts.handshake_timeout = opts.connect_timeout;
         timeouts.idle_timeout = websocket::stream_base::none();
@@ -959,6 +962,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
         impl& s = *self;
         if (s.fsm.stopped())
             throw lens::error(s.fsm.stop_code(), type, s.fsm.stop_detail());
+        // Backpressure: a caller faster than the server gets a clear error, not a queue
+        // (and its payloads) growing without bound. Abandoned requests count: each one
+        // holds its place until its late reply or the connection's end.
+        if (s.opts.max_pending != 0 && s.awaiting.size() + s.to_send.size() >= s.opts.max_pending)
+            throw lens::error(errc::limit_exceeded, type,
+                              "max_pending (" + std::to_string(s.opts.max_pending) +
+                                  " requests) already pending; retry once replies arrive");
         const auto timeout = o.timeout.count() > 0 ? o.timeout : s.opts.*timeout_of;
         const auto deadline = detail::deadline_after(clock::now(), timeout);
         auto r = std::make_shared<pending_request>(s.ex);

@@ -59,7 +59,7 @@ enum class errc {
     query_timed_out,        ///< the server's "Response timed out for query" reply to model.query
     session_gone,           ///< the session no longer exists (error frame "Unknown session id", or destroy())
     protocol_error,         ///< a frame or event that violates the protocol
-    limit_exceeded,         ///< an SSE line or event over its size limit
+    limit_exceeded,         ///< an SSE line or event over its size limit; a session request beyond `session_options::max_pending`
     not_event_stream,       ///< a consumer reply whose content type is not text/event-stream
     closed,                 ///< the object was closed or destroyed while the request waited
     /// The server's TLS certificate failed verification (untrusted issuer, wrong host name,

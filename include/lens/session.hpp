@@ -122,6 +122,12 @@ struct session_options {
     /// resent as after any loss, with "max_message_size" in the error); then the session
     /// reconnects. 0 means no limit.
     std::size_t max_message_size = 4 * 1024 * 1024;
+    /// Requests the session holds at once: queued, written and awaiting their reply, or
+    /// abandoned by their caller but still owed a late reply (see `session_stats::pending`).
+    /// A request beyond it fails at once with errc::limit_exceeded ("max_pending") and is
+    /// not sent: backpressure for a caller that issues requests faster than the server
+    /// answers, instead of memory that grows without bound. 0 means no limit.
+    std::size_t max_pending = 4096;
     /// The `client_id` of `read()`; empty: 8 random hex digits per session object.
     std::string client_id;
 };

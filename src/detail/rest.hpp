@@ -55,8 +55,10 @@ Record decode(const boost::json::value& v, std::string_view operation)
 {
     try {
         return boost::json::value_to<Record>(v);
-    } catch (const lens::error&) {
-        throw;
+    } catch (const lens::error& e) {
+        // The decoder names itself ("decode session record: expected a JSON object..."):
+        // the caller's operation goes in front, as for every other failure of the call.
+        throw lens::error(e.code(), std::string(operation), e.what(), e.http_status(), e.server_errors());
     } catch (const std::exception& e) {
         throw lens::error(errc::invalid_response, std::string(operation),
                           std::string("unexpected record shape: ") + e.what());
