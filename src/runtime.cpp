@@ -34,22 +34,6 @@ namespace lens {
 
 namespace asio = boost::asio;
 
-namespace {
-
-/// True when `failure` is Asio's operation_aborted (lens reports cancellation that way).
-bool is_cancellation(const std::exception_ptr& failure)
-{
-    try {
-        std::rethrow_exception(failure);
-    } catch (const boost::system::system_error& e) {
-        return e.code() == asio::error::operation_aborted;
-    } catch (...) {
-        return false;
-    }
-}
-
-} // namespace
-
 struct runtime::impl {
     enum class state { idle, running, stopping, stopped };
     enum class outcome { completed, cancelled, failed };
@@ -119,9 +103,13 @@ struct runtime::impl {
         asio::co_spawn(*w.ctx, run_task(std::move(make), *w.client),
                        asio::bind_cancellation_slot(signal->slot(), [this, &w, id, signal](std::exception_ptr e) {
                            w.tasks.erase(id);
+                           // After the shutdown's cancellation, whatever the task ends with is
+                           // what the cancellation caused: a cancelled lens operation reports
+                           // operation_aborted, or its own failure (a REST call cut off in the
+                           // middle of its exchange reports errc::connection_lost).
                            if (!e)
                                task_ended(w, outcome::completed, nullptr);
-                           else if (w.stopping && is_cancellation(e))
+                           else if (w.stopping)
                                task_ended(w, outcome::cancelled, nullptr);
                            else
                                task_ended(w, outcome::failed, std::move(e));

@@ -48,8 +48,11 @@
 /// from the `co_await` it was in, so `with_session`, `with_lens` and `scoped_session`
 /// bodies end and destroy their sessions and delete their lenses on the server (those
 /// calls have their own deadlines), session objects close their connections, streams
-/// stop. A task that ends with `operation_aborted` after the cancellation counts as
-/// cancelled, not failed. Each thread exits when its context runs out of work. `join()`
+/// stop. A task that ends with an exception after the cancellation counts as cancelled,
+/// not failed, and its exception is dropped: it is what the cancellation caused (a
+/// cancelled operation reports `operation_aborted`, or its own failure: a REST call cut
+/// off mid-exchange reports errc::connection_lost). Sessions and lenses being created
+/// when the cancellation comes are created, then destroyed (see lens/scoped_session.hpp). Each thread exits when its context runs out of work. `join()`
 /// waits for that at most `shutdown_timeout` after the shutdown was requested; then it
 /// stops the contexts hard (`runtime_stats::forced_stop`), and whatever was still
 /// pending is destroyed with the runtime (sockets closed, server-side sessions possibly
@@ -97,7 +100,7 @@ struct runtime_stats {
     std::size_t threads = 0;    ///< threads (and clients) of the runtime
     std::size_t spawned = 0;    ///< tasks accepted by `spawn`
     std::size_t completed = 0;  ///< tasks that returned
-    std::size_t cancelled = 0;  ///< tasks that ended with operation_aborted after the shutdown's cancellation, or never started because of it
+    std::size_t cancelled = 0;  ///< tasks that ended, with an exception, after the shutdown's cancellation, or never started because of it
     std::size_t failed = 0;     ///< tasks that threw anything else
     std::size_t running = 0;    ///< tasks spawned and not ended yet (after a forced stop: those abandoned)
     std::size_t refused = 0;    ///< `spawn` calls refused after the shutdown

@@ -595,3 +595,32 @@ TEST_CASE("runtime: clients, sessions and streams created, moved, cancelled and 
         MESSAGE(n);
     CHECK(emu.stats().live_sessions == 0);
 }
+
+TEST_CASE("runtime: a shutdown while sessions are being created destroys them too")
+{
+    auto opts = lens::test::emulator_options();
+    opts.rest.delay = 300ms; // the session exists on the server while its create reply is delayed
+    threaded_emulator emu(opts);
+    lens::runtime rt(emu.cfg, threads(2, 10s));
+    watchdog dog(60s, [&] { rt.shutdown(); });
+    rt.start();
+    constexpr int sessions = 4;
+    std::atomic<int> bodies{0};
+    for (int n = 0; n < sessions; ++n)
+        rt.spawn([&](lens::client& c) -> task<void> {
+            co_await lens::with_session(c, mailbox_lens, [&](const lens::session_record&) -> task<void> {
+                ++bodies;
+                co_return;
+            });
+        });
+    REQUIRE(eventually([&] { return emu.stats().live_sessions == sessions; }));
+    rt.shutdown(); // every create is still waiting for its reply
+    CHECK_NOTHROW(rt.join());
+    dog.dismiss();
+    CHECK(!dog.fired());
+    const auto s = rt.stats();
+    CHECK(s.cancelled == sessions);
+    CHECK(!s.forced_stop);
+    CHECK(bodies == 0); // cancelled before the body
+    CHECK(emu.stats().live_sessions == 0);
+}
