@@ -41,9 +41,11 @@ class scoped_lens {
 public:
     /// Registers `lens_config` (the inner `lens_config` of docs/protocol.md §6:
     /// `model_parameters`, `model_pipeline`, `input_streams`, `output_streams`) as `lens_name`.
+    /// Not cancellable, like scoped_session::create: a lens registered while the caller was
+    /// being cancelled is owned (and so deleted) all the same.
     static task<scoped_lens> register_lens(client c, std::string lens_name, boost::json::object lens_config)
     {
-        auto record = co_await c.register_lens(std::move(lens_name), std::move(lens_config));
+        auto record = co_await detail::shielded(c.register_lens(std::move(lens_name), std::move(lens_config)));
         co_return scoped_lens(std::move(c), std::move(record));
     }
 

@@ -125,9 +125,13 @@ public:
     }
 
 private:
+    /// Not cancellable: a create cut off after its request left would leave a session on
+    /// the server that nobody owns. It has its own deadline (config::timeout); a
+    /// cancellation arriving meanwhile is acted on as soon as it returns (with_session then
+    /// destroys the session without running the body).
     static task<scoped_session> create_task(client c, std::string lens_id)
     {
-        auto record = co_await c.create_session(std::move(lens_id));
+        auto record = co_await detail::shielded(c.create_session(std::move(lens_id)));
         co_return scoped_session(std::move(c), std::move(record));
     }
 

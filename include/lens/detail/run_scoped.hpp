@@ -3,7 +3,14 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <exception>
 #include <optional>
@@ -11,6 +18,20 @@
 #include <utility>
 
 namespace lens::detail {
+
+/// Awaits `op` without letting the caller's cancellation reach it: for the calls that
+/// acquire a server-side resource (create a session, register a lens), which, cut off
+/// after their request left, would leave it owned by nobody. They have their own
+/// deadlines. The caller's cancellation is still recorded in its cancellation state
+/// (Asio's next cancellable co_await of the caller throws operation_aborted).
+template <class T>
+boost::asio::awaitable<T> shielded(boost::asio::awaitable<T> op)
+{
+    auto ex = co_await boost::asio::this_coro::executor;
+    co_return co_await boost::asio::co_spawn(
+        ex, std::move(op),
+        boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
+}
 
 /// The awaitable `body` returns for the record of `Owner`.
 template <class Owner, class Body>
@@ -28,6 +49,11 @@ auto run_scoped(boost::asio::awaitable<Owner> acquire, Body body) -> scoped_body
     std::exception_ptr failure;
     std::optional<std::conditional_t<std::is_void_v<result_type>, int, result_type>> result;
     try {
+        // Acquiring is shielded from cancellation (see shielded): a cancellation that came
+        // meanwhile skips the body, and the resource is released below.
+        boost::asio::cancellation_state state = co_await boost::asio::this_coro::cancellation_state;
+        if (state.cancelled() != boost::asio::cancellation_type::none)
+            throw boost::system::system_error(boost::asio::error::operation_aborted);
         if constexpr (std::is_void_v<result_type>) {
             co_await body(owner.record());
             result.emplace(0);
