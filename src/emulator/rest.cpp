@@ -388,13 +388,14 @@ private:
 
     // ---- files -------------------------------------------------------------------
 
-    /// An upload spooled to disk: the file part's bytes stay where they are, in the spool.
-    response upload_spooled()
+    /// The one rule of both upload paths (in memory and spooled): the form's `file` part,
+    /// its stored name (the basename) and content type; or the reply refusing the upload.
+    template <class Part>
+    std::optional<response> accept_file_part(std::optional<std::vector<Part>>& parts, Part*& file, std::string& id,
+                                             std::string& type)
     {
-        auto parts = parse_multipart_file(req_[http::field::content_type], spooled_->path);
         if (!parts)
             return detail_reply(req_, 400, "Malformed multipart/form-data body");
-        spooled_part* file = nullptr;
         for (auto& p : *parts)
             if (p.name == "file") {
                 file = &p;
@@ -402,13 +403,24 @@ private:
             }
         if (!file)
             return detail_reply(req_, 422, "The form field 'file' is required");
-        std::string id = basename_of(file->file_name);
+        id = basename_of(file->file_name);
         if (id.empty())
             return detail_reply(req_, 422, "The 'file' part needs a filename");
-        std::string type = content_type_for(id);
+        type = content_type_for(id);
         if (type.empty())
             return invalid_reply(req_, 400, "Unsupported file type: " + id +
                                                 " (accepted: png, jpg, jpeg, mp4, csv, json, jsonl, txt)");
+        return std::nullopt;
+    }
+
+    /// An upload spooled to disk: the file part's bytes stay where they are, in the spool.
+    response upload_spooled()
+    {
+        auto parts = parse_multipart_file(req_[http::field::content_type], spooled_->path);
+        spooled_part* file = nullptr;
+        std::string id, type;
+        if (auto refused = accept_file_part(parts, file, id, type))
+            return std::move(*refused);
         spooled_->offset = file->offset;
         spooled_->size = file->size;
         stored_file f;
@@ -427,23 +439,10 @@ private:
         if (spooled_ && !base64)
             return upload_spooled();
         auto parts = parse_multipart(req_[http::field::content_type], req_.body());
-        if (!parts)
-            return detail_reply(req_, 400, "Malformed multipart/form-data body");
         form_part* file = nullptr;
-        for (auto& p : *parts)
-            if (p.name == "file") {
-                file = &p;
-                break;
-            }
-        if (!file)
-            return detail_reply(req_, 422, "The form field 'file' is required");
-        std::string id = basename_of(file->file_name);
-        if (id.empty())
-            return detail_reply(req_, 422, "The 'file' part needs a filename");
-        std::string type = content_type_for(id);
-        if (type.empty())
-            return invalid_reply(req_, 400, "Unsupported file type: " + id +
-                                                " (accepted: png, jpg, jpeg, mp4, csv, json, jsonl, txt)");
+        std::string id, type;
+        if (auto refused = accept_file_part(parts, file, id, type))
+            return std::move(*refused);
         stored_file f;
         if (base64) {
             auto decoded = base64_decode(file->body);
