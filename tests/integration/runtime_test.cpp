@@ -68,7 +68,8 @@ boost::json::object sensor_lens_config()
 bool on_thread(lens::runtime& rt, std::size_t i)
 {
     for (std::size_t j = 0; j < rt.size(); ++j) {
-        auto* ex = rt.executor(j).target<asio::io_context::executor_type>();
+        const auto executor = rt.executor(j); // a copy: target() points into it
+        auto* ex = executor.target<asio::io_context::executor_type>();
         if (!ex || ex->running_in_this_thread() != (i == j))
             return false;
     }
