@@ -413,6 +413,18 @@ private:
         return std::nullopt;
     }
 
+    /// Keeps an accepted upload under `id` (replacing a file of that name) and answers it.
+    response store(stored_file f, std::string id, std::string type)
+    {
+        f.id = id;
+        f.uid = random_uid();
+        f.content_type = std::move(type);
+        f.upload_timestamp = now_seconds();
+        json::object reply{{"is_valid", true}, {"file_id", f.id}, {"file_uid", f.uid}};
+        srv_.files.insert_or_assign(std::move(id), std::move(f));
+        return json_response(req_, 200, reply);
+    }
+
     /// An upload spooled to disk: the file part's bytes stay where they are, in the spool.
     response upload_spooled()
     {
@@ -425,13 +437,7 @@ private:
         spooled_->size = file->size;
         stored_file f;
         f.on_disk = std::move(spooled_);
-        f.id = id;
-        f.uid = random_uid();
-        f.content_type = type;
-        f.upload_timestamp = now_seconds();
-        json::object reply{{"is_valid", true}, {"file_id", f.id}, {"file_uid", f.uid}};
-        srv_.files.insert_or_assign(id, std::move(f));
-        return json_response(req_, 200, reply);
+        return store(std::move(f), std::move(id), std::move(type));
     }
 
     response upload(bool base64)
@@ -452,13 +458,7 @@ private:
         } else {
             f.bytes = std::move(file->body);
         }
-        f.id = id;
-        f.uid = random_uid();
-        f.content_type = type;
-        f.upload_timestamp = now_seconds();
-        json::object reply{{"is_valid", true}, {"file_id", f.id}, {"file_uid", f.uid}};
-        srv_.files.insert_or_assign(id, std::move(f));
-        return json_response(req_, 200, reply);
+        return store(std::move(f), std::move(id), std::move(type));
     }
 
     response files_upload() { return upload(false); }
