@@ -186,59 +186,62 @@ http_connection::round_trip(http_request& req, clock::time_point deadline, std::
 
 // ---- streamed transfers ------------------------------------------------------------
 
+namespace {
+
+/// One step of a streamed transfer: `op` started on whichever stream `c` holds, given
+/// `stall` to finish (the socket's expiry cancels it then); its error.
+template <class Op>
+asio::awaitable<boost::system::error_code> stall_bounded(http_connection& c, std::chrono::milliseconds stall, Op op)
+{
+    c.tcp().expires_after(stall);
+    auto [ec, n] = co_await std::visit(op, c.stream());
+    co_return ec;
+}
+
+} // namespace
+
 asio::awaitable<void> http_connection::write_header(streamed_request& req, std::chrono::milliseconds stall,
                                                     std::string_view operation)
 {
-    tcp().expires_after(stall);
     http::request_serializer<http::empty_body> sr(req);
-    auto [ec, n] = co_await std::visit([&](auto& s) { return http::async_write_header(s, sr, nothrow); }, stream_);
-    if (ec)
+    if (auto ec = co_await stall_bounded(*this, stall, [&](auto& s) { return http::async_write_header(s, sr, nothrow); }))
         fail(failure_stage::exchange, ec, errc::connection_lost, operation, "send to " + describe(where_));
 }
 
 asio::awaitable<void> http_connection::write_chunk(asio::const_buffer bytes, std::chrono::milliseconds stall,
                                                    std::string_view operation)
 {
-    tcp().expires_after(stall);
-    auto [ec, n] = co_await std::visit([&](auto& s) { return asio::async_write(s, bytes, nothrow); }, stream_);
-    if (ec)
+    if (auto ec = co_await stall_bounded(*this, stall, [&](auto& s) { return asio::async_write(s, bytes, nothrow); }))
         fail(failure_stage::exchange, ec, errc::connection_lost, operation, "send to " + describe(where_));
 }
 
 asio::awaitable<void> http_connection::read_header(header_parser& parser, std::chrono::milliseconds stall,
                                                    std::string_view operation)
 {
-    tcp().expires_after(stall);
-    auto [ec, n] = co_await std::visit(
-        [&](auto& s) { return http::async_read_header(s, buffer_, parser, nothrow); }, stream_);
-    if (ec)
+    if (auto ec = co_await stall_bounded(
+            *this, stall, [&](auto& s) { return http::async_read_header(s, buffer_, parser, nothrow); }))
         fail(failure_stage::exchange, ec, errc::connection_lost, operation, "reply from " + describe(where_));
 }
 
 asio::awaitable<void> http_connection::read_rest(string_parser& parser, std::chrono::milliseconds stall,
                                                  std::string_view operation)
 {
-    tcp().expires_after(stall);
-    auto [ec, n] = co_await std::visit(
-        [&](auto& s) { return http::async_read(s, buffer_, parser, nothrow); }, stream_);
-    if (ec) {
-        if (ec == http::error::body_limit)
-            throw transport_error(failure_stage::exchange, errc::body_too_large, std::string(operation),
-                                  "reply body over the limit");
+    auto ec = co_await stall_bounded(*this, stall,
+                                     [&](auto& s) { return http::async_read(s, buffer_, parser, nothrow); });
+    if (ec == http::error::body_limit)
+        throw transport_error(failure_stage::exchange, errc::body_too_large, std::string(operation),
+                              "reply body over the limit");
+    if (ec)
         fail(failure_stage::exchange, ec, errc::connection_lost, operation, "reply from " + describe(where_));
-    }
     tcp().expires_never();
 }
 
 asio::awaitable<void> http_connection::read_some(chunk_parser& parser, std::chrono::milliseconds stall,
                                                  std::string_view operation)
 {
-    tcp().expires_after(stall);
-    auto [ec, n] = co_await std::visit(
-        [&](auto& s) { return http::async_read_some(s, buffer_, parser, nothrow); }, stream_);
-    if (ec == http::error::need_buffer) // the chunk buffer is full: the caller empties it
-        ec = {};
-    if (ec)
+    auto ec = co_await stall_bounded(*this, stall,
+                                     [&](auto& s) { return http::async_read_some(s, buffer_, parser, nothrow); });
+    if (ec && ec != http::error::need_buffer) // need_buffer: the chunk buffer is full, the caller empties it
         fail(failure_stage::exchange, ec, errc::connection_lost, operation, "reply from " + describe(where_));
     if (parser.is_done())
         tcp().expires_never();
