@@ -30,24 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-pass() { checks=$((checks + 1)); }
-
-if command -v python3 >/dev/null 2>&1; then
-    # json_field FIELD < json: the top-level string field of an object
-    json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-    # all_json_lines < text: every line is a JSON object
-    all_json_lines() { python3 -c '
-import json,sys
-for line in sys.stdin:
-    assert isinstance(json.loads(line), dict), line' 2>/dev/null; }
-else
-    json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" | head -n1; }
-    all_json_lines() { ! grep -Evq '^\{.*\}$'; }
-fi
+# Counting checks and the JSON helpers.
+# shellcheck source=tests/cli/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # run_lens NAME ARGS...: runs lens, leaving $TMP/NAME.out, $TMP/NAME.err and $TMP/NAME.rc.
 run_lens() {
