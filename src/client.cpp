@@ -3,6 +3,7 @@
 #include "detail/base64.hpp"
 #include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
+#include "detail/tls_resumption.hpp"
 #include "detail/rest.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -297,7 +298,18 @@ client& client::operator=(client&&) noexcept = default;
 
 const config& client::configuration() const { return checked("client.configuration").cfg(); }
 asio::any_io_executor client::get_executor() const { return checked("client.get_executor").executor; }
-client_stats client::stats() const noexcept { return impl_ ? impl_->counters : client_stats{}; }
+client_stats client::stats() const noexcept
+{
+    if (!impl_)
+        return {};
+    client_stats s = impl_->counters;
+    if (impl_->ep->rest().tls) { // the context exists (made at construction)
+        const auto tls = detail::tls_handshakes(impl_->ep->tls().native_handle());
+        s.tls_handshakes = tls.handshakes;
+        s.tls_resumed = tls.resumed;
+    }
+    return s;
+}
 asio::any_io_executor client::token_executor() const noexcept
 {
     return impl_ ? impl_->executor : asio::any_io_executor();

@@ -1,4 +1,5 @@
 #include "detail/http_connection.hpp"
+#include "detail/tls_resumption.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -45,6 +46,7 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const config& cfg)
     } else {
         ctx->set_verify_mode(asio::ssl::verify_none);
     }
+    enable_tls_resumption(ctx->native_handle());
     return ctx;
 }
 
@@ -140,6 +142,7 @@ http_connection::connect(const origin& where, asio::ssl::context* tls, clock::ti
     if (addr_ec && !SSL_set_tlsext_host_name(stream.native_handle(), where.host.c_str()))
         fail(failure_stage::connect, asio::error::invalid_argument, errc::connection_failed, operation,
              "TLS SNI for " + where.host);
+    prepare_tls_resumption(stream.native_handle(), where.host + ":" + where.port);
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, nothrow);
     if (hec) {
         std::string what = "TLS handshake with " + describe(where);
@@ -149,6 +152,7 @@ http_connection::connect(const origin& where, asio::ssl::context* tls, clock::ti
         fail(failure_stage::connect, hec, verify != X509_V_OK ? errc::certificate_rejected : errc::connection_failed,
              operation, std::move(what));
     }
+    count_tls_handshake(stream.native_handle());
     co_return std::make_unique<http_connection>(std::move(stream), where);
 }
 

@@ -73,6 +73,12 @@ struct client_stats {
     std::size_t connections_opened = 0;  ///< new connections (the other attempts reused a kept-alive one)
     std::uint64_t bytes_sent = 0;        ///< request body bytes
     std::uint64_t bytes_received = 0;    ///< reply body bytes
+    /// TLS handshakes completed by every connection of this client and of its sessions and
+    /// streams (REST, WebSocket, SSE), all sharing the client's one TLS context.
+    std::size_t tls_handshakes = 0;
+    /// Of those, the ones that resumed an earlier session with the same host and port
+    /// (no certificate exchange): the client keeps the latest session ticket per origin.
+    std::size_t tls_resumed = 0;
 };
 
 /// The REST client of the Lens API: a cheap, copyable handle to one endpoint's

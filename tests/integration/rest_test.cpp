@@ -6,7 +6,9 @@
 #include "integration/fixture.hpp"
 
 #include <lens/client.hpp>
+#include <lens/event_stream.hpp>
 #include <lens/records.hpp>
+#include <lens/session.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -22,6 +24,7 @@
 #include <fstream>
 #include <memory>
 #include <set>
+#include <vector>
 
 #include <unistd.h>
 
@@ -438,6 +441,28 @@ TEST_CASE("rest: https with a host name the certificate names (localhost)")
     f.run([&]() -> task<void> {
         auto c = f.make_client();
         CHECK((co_await c.list_lenses()).size() == 3);
+    });
+}
+
+TEST_CASE("rest: after the first TLS handshake with a host, the client's other connections resume its session")
+{
+    fixture f(lens::test::tls_options());
+    f.run([&]() -> task<void> {
+        auto c = f.make_client();
+        CHECK((co_await c.list_lenses()).size() == 3); // the full handshake; its reply brings the ticket
+        CHECK(c.stats().tls_handshakes == 1);
+        CHECK(c.stats().tls_resumed == 0);
+        auto record = co_await c.create_session(std::string(lens::emulator::builtin::mailbox));
+        std::vector<lens::session> channels;
+        for (int i = 0; i < 3; ++i)
+            channels.push_back(co_await c.open_session(record)); // three wss connections
+        co_await channels.back().status();
+        auto stream = c.events(record.session_id);
+        co_await stream.connect(); // and an SSE one
+        const auto s = c.stats();
+        CHECK(s.tls_handshakes == 5);
+        CHECK(s.tls_resumed == 4);
+        co_await c.destroy_session(record.session_id);
     });
 }
 
