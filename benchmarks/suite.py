@@ -35,6 +35,8 @@ THROUGHPUT_CLIENTS = [
     ("aiohttp-sessions", "K aiohttp WebSocket connections on one asyncio loop, 1 in flight each"),
     ("websocket-client", "websocket-client send/recv loop, 1 connection, 1 in flight (only K=1)"),
 ]
+SERVERS = {"responder": "`bench_ws_responder` (one thread, Beast, a fixed reply to every frame)",
+           "emulator": "`bench_ws_responder --emulator` (lens::emulator on one thread, one mailbox session)"}
 MEMORY_CLIENTS = [
     ("lens-idle", "lens::sessions through one lens::client, idle"),
     ("raw-idle", "raw Beast WebSocket connections, a read pending on each"),
@@ -66,12 +68,19 @@ def loadavg():
 
 
 class Server:
-    """bench_ws_responder in its own process; its first stdout line says where it listens."""
+    """bench_ws_responder (or, with kind "emulator", lens::emulator through it) in its own
+    process; its first stdout line says where it listens."""
 
-    def __init__(self, bin_dir, tls):
-        cmd = [os.path.join(bin_dir, "bench_ws_responder")] + (["--tls"] if tls else [])
+    def __init__(self, bin_dir, tls, kind):
+        cmd = [os.path.join(bin_dir, "bench_ws_responder")] + (["--tls"] if tls else []) + \
+            (["--emulator"] if kind == "emulator" else [])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        self.info = json.loads(self.proc.stdout.readline())
+        line = self.proc.stdout.readline()
+        try:
+            self.info = json.loads(line)
+        except ValueError:
+            self.stop()
+            raise RuntimeError(f"{' '.join(cmd)} did not start (said {line.strip()!r})") from None
         self.pid = self.proc.pid
 
     def stop(self):
@@ -106,6 +115,8 @@ def run_sample(cmd, timeout):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
+    except OSError as e:
+        return {"error": str(e)}
     if p.returncode != 0:
         return {"error": f"exit {p.returncode}: {p.stderr.strip()[-400:]}"}
     try:
@@ -182,7 +193,7 @@ def markdown(result):
              f"({m.get('Core(s) per socket', '?')} cores per socket × {m.get('Socket(s)', '?')}, "
              f"{m.get('Thread(s) per core', '?')} thread(s) per core), kernel {m.get('kernel')}; "
              f"load average {result['loadavg_start']:.2f} at the start, {result['loadavg_end']:.2f} at the end.",
-             f"Server: `bench_ws_responder` (one thread, Beast) in its own process on 127.0.0.1; "
+             f"Server: {SERVERS[cfg['server']]}, in its own process on 127.0.0.1; "
              f"every client in a process of its own, one thread. "
              f"Rounds: {cfg['rounds']} interleaved, {cfg['warmup']} s warm-up + {cfg['duration']} s window each; "
              f"cells are median [min–max] over the rounds.", "",
@@ -274,7 +285,7 @@ def plots(result, out):
                     f.write(f"{r['sessions']} {s['median']} {s['min']} {s['max']}\n")
 
     head = ['set terminal pngcairo size 1000,640 font "DejaVu Sans,11"', "set key outside right top",
-            "set grid", "set logscale x 2"]
+            "set grid", "set logscale x 2", "set offsets graph 0.04, graph 0.04, 0, 0"]
     title = f"{result['machine'].get('Model name', '')}, {result['machine'].get('CPU(s)', '')} CPUs"
 
     def series(col, err=None, style="linespoints"):
@@ -288,7 +299,7 @@ def plots(result, out):
     scripts = {
         "throughput": head + [f"set title 'session.validate requests/s vs requests in flight ({title})'",
                               "set xlabel 'requests in flight (K)'", "set ylabel 'requests/s (median, min–max)'",
-                              "set yrange [0:*]", series(2, (3, 4))],
+                              "set logscale y", series(2, (3, 4))],
         "cpu_per_request": head + ["set title 'client CPU per request (getrusage; lower is better)'",
                                    "set xlabel 'requests in flight (K)'", "set ylabel 'µs CPU / request'",
                                    "set logscale y", series(5, (6, 7))],
@@ -337,6 +348,8 @@ def main():
     ap.add_argument("--memory-rounds", type=int)
     ap.add_argument("--warmup", type=float)
     ap.add_argument("--duration", type=float)
+    ap.add_argument("--server", choices=["responder", "emulator"], default="responder",
+                    help="responder: bench_ws_responder (default); emulator: lens::emulator, one session")
     args = ap.parse_args()
     if args.quick:
         defaults = dict(in_flight=[1, 16, 64], sessions=[100, 1000], rounds=3, memory_rounds=1,
@@ -354,7 +367,7 @@ def main():
     result = {"started": started, "machine": machine(), "loadavg_start": loadavg(),
               "config": {"quick": args.quick, "in_flight": args.in_flight, "sessions": args.sessions,
                          "rounds": args.rounds, "memory_rounds": args.memory_rounds, "warmup": args.warmup,
-                         "duration": args.duration, "server": "bench_ws_responder",
+                         "duration": args.duration, "server": args.server,
                          "request": '{"type":"session.validate"}',
                          "clients": dict(THROUGHPUT_CLIENTS + MEMORY_CLIENTS)},
               "samples": {"throughput": [], "memory": []}}
@@ -363,7 +376,7 @@ def main():
     timeout = args.warmup + args.duration + 60
 
     # Throughput: one server for all clients and rounds.
-    server = Server(args.bin, tls=False)
+    server = Server(args.bin, False, args.server)
     try:
         names = [c for c, _ in THROUGHPUT_CLIENTS]
         for rnd in range(args.rounds):
@@ -389,11 +402,15 @@ def main():
             for n in args.sessions:
                 order = names[rnd % len(names):] + names[:rnd % len(names)]
                 for client in order:
-                    server = Server(args.bin, tls=tls)
                     try:
-                        s = run_sample(client_command(args.bin, client, server, 1, args, sessions=n), 300)
-                    finally:
-                        server.stop()
+                        server = Server(args.bin, tls, args.server)
+                    except RuntimeError as e:
+                        s = {"error": str(e)}
+                    else:
+                        try:
+                            s = run_sample(client_command(args.bin, client, server, 1, args, sessions=n), 300)
+                        finally:
+                            server.stop()
                     s.update({"round": rnd, "client": client, "tls": tls, "sessions": n})
                     result["samples"]["memory"].append(s)
                     log(f"memory round {rnd + 1}/{args.memory_rounds} {'wss' if tls else 'ws ':<3} {n:>6} "

@@ -5,13 +5,20 @@
 // §1.3), so lens, raw Beast and the Python clients all talk to the same server, and the
 // server does as little as a WebSocket server can: what is measured is the client.
 //
-//   build/bin/bench_ws_responder [--tls] [--api-key KEY] [--ca-file PATH]
+//   build/bin/bench_ws_responder [--tls] [--api-key KEY] [--ca-file PATH] [--emulator]
 //
-// Prints one JSON line when listening (endpoint, rest, port, tls, ca_file, pid), then
-// serves on 127.0.0.1 until SIGTERM or SIGINT. With --tls it serves wss with a
+// Prints one JSON line when listening (endpoint, rest, port, tls, ca_file, pid, server),
+// then serves on 127.0.0.1 until SIGTERM or SIGINT. With --tls it serves wss with a
 // certificate generated at start-up (the emulator's generator); the CA is written to
 // --ca-file (default: a temporary file, removed at exit).
+//
+// --emulator serves lens::emulator instead (one thread too), with one session of the
+// built-in mailbox lens created at start-up: `endpoint` is that session's endpoint, so
+// the suite can run every client against the real emulator's WebSocket surface.
 #include "emulator/state.hpp" // generate_certificates, random_hex: the emulator's TLS material
+
+#include <lens/client.hpp>
+#include <lens/emulator.hpp>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -122,21 +129,55 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, asio::ssl::context* t
     }
 }
 
+/// --emulator: lens::emulator on this thread, one mailbox session created through lens::client.
+int serve_emulator(const settings& s)
+{
+    asio::io_context ctx(1);
+    lens::emulator::options opts;
+    opts.tls = s.tls;
+    opts.api_key = s.api_key;
+    opts.ca_file = s.ca_file;
+    opts.max_sessions = 4;
+    lens::emulator::server server(ctx.get_executor(), opts);
+    server.start();
+    lens::config cfg;
+    cfg.endpoint = server.endpoint();
+    cfg.api_key = s.api_key;
+    cfg.ca_file = server.ca_file();
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+        lens::client c(ctx.get_executor(), cfg);
+        auto record = co_await c.create_session(std::string(lens::emulator::builtin::mailbox));
+        std::printf("{\"endpoint\":\"%s\",\"rest\":\"%s\",\"port\":%u,\"tls\":%s,\"ca_file\":\"%s\",\"pid\":%d,"
+                    "\"server\":\"emulator\"}\n",
+                    record.session_endpoint.c_str(), server.endpoint().c_str(), server.port(),
+                    s.tls ? "true" : "false", server.ca_file().c_str(), static_cast<int>(getpid()));
+        std::fflush(stdout);
+    }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+    asio::signal_set stop(ctx, SIGTERM, SIGINT);
+    stop.async_wait([&](auto, int) { server.stop(); });
+    ctx.run();
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
     settings s;
+    bool emulator = false;
     for (int i = 1; i < argc; ++i) {
         const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
         if (!std::strcmp(argv[i], "--tls")) s.tls = true;
         else if (!std::strcmp(argv[i], "--api-key") && value) s.api_key = value, ++i;
         else if (!std::strcmp(argv[i], "--ca-file") && value) s.ca_file = value, ++i;
+        else if (!std::strcmp(argv[i], "--emulator")) emulator = true;
         else {
-            std::fprintf(stderr, "usage: %s [--tls] [--api-key KEY] [--ca-file PATH]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--tls] [--api-key KEY] [--ca-file PATH] [--emulator]\n", argv[0]);
             return 2;
         }
     }
+    if (emulator)
+        return serve_emulator(s);
     asio::io_context ctx(1); // one thread: no locking in Asio's reactor
     tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     acceptor.listen(asio::socket_base::max_listen_connections);
@@ -162,7 +203,7 @@ int main(int argc, char** argv)
 
     const std::string host = "127.0.0.1:" + std::to_string(port);
     std::printf("{\"endpoint\":\"%s://%s/v0.5/lens/sessions/lsn-bench\",\"rest\":\"%s://%s/v0.5\",\"port\":%u,"
-                "\"tls\":%s,\"ca_file\":\"%s\",\"pid\":%d}\n",
+                "\"tls\":%s,\"ca_file\":\"%s\",\"pid\":%d,\"server\":\"responder\"}\n",
                 s.tls ? "wss" : "ws", host.c_str(), s.tls ? "https" : "http", host.c_str(), port,
                 s.tls ? "true" : "false", s.ca_file.c_str(), static_cast<int>(getpid()));
     std::fflush(stdout);
