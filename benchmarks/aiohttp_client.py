@@ -62,9 +62,13 @@ async def throughput(args):
         return result
 
 
+KEEP = []
+
+
 async def idle(args):
     ctx = ssl_context(args)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    KEEP.append(session)  # never closed: the process exits with every connection open
     warm = await connect(session, args, ctx)  # warm up: imports, the TLS context, the loop
     await warm.send_bytes(REQUEST)
     await warm.receive()
@@ -72,12 +76,21 @@ async def idle(args):
     rss0, server_rss0 = resident_bytes(), resident_bytes(args.server_pid)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     conns = []
-    for _ in range(args.sessions):
-        conns.append(await connect(session, args, ctx))
+
+    async def opener(count):
+        for _ in range(count):
+            conns.append(await connect(session, args, ctx))
+
+    width = max(1, min(args.open_concurrency, args.sessions))
+    await asyncio.gather(*(opener(args.sessions // width + (i < args.sessions % width)) for i in range(width)))
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    for ws in conns:  # one round trip each, then idle (aiohttp reads in the background)
-        await ws.send_bytes(REQUEST)
-        await ws.receive()
+
+    async def round_trips(some):
+        for ws in some:  # one round trip each, then idle (aiohttp reads in the background)
+            await ws.send_bytes(REQUEST)
+            await ws.receive()
+
+    await asyncio.gather(*(round_trips(conns[i::width]) for i in range(width)))
     n = args.sessions
     server_rss = (resident_bytes(args.server_pid) - server_rss0) / 1024 / n
     return {"sessions": n, "rss_kib_per_session": (resident_bytes() - rss0) / 1024 / n,

@@ -74,6 +74,7 @@ def arguments(modes):
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--duration", type=float, default=2.0)
     p.add_argument("--server-pid", type=int, default=0)
+    p.add_argument("--open-concurrency", type=int, default=64)  # idle mode: connections opened at once
     return p.parse_args()
 
 

@@ -4,7 +4,7 @@
 //
 //   build/bin/bench_ws_clients --mode MODE --url WS_URL --rest REST_URL [--key KEY]
 //       [--ca-file PEM] [--in-flight K] [--sessions N] [--warmup S] [--duration S]
-//       [--server-pid PID]
+//       [--server-pid PID] [--open-concurrency W]
 //
 // Throughput modes (the request is {"type":"session.validate"}, binary, as lens sends it):
 //   raw-lockstep    K raw Beast connections, one request in flight on each
@@ -18,7 +18,8 @@
 // Memory modes (the process is fresh, so its RSS growth is the sessions'):
 //   lens-idle       N lens::sessions opened through one lens::client, one validate() each, idle
 //   raw-idle        N raw Beast connections, one round trip each, a read pending on each
-// Reported: RSS and heap growth per session, sessions opened per second, CPU per open.
+// W (default 64) are opened at once. Reported: RSS and heap growth per session, sessions
+// opened per second, CPU per open (the open alone, without the round trip).
 #include "bench_support.hpp"
 
 #include <lens/client.hpp>
@@ -57,6 +58,7 @@ const std::string validate_frame = R"({"type":"session.validate"})";
 struct args {
     std::string mode, url, rest, key = "emulator-key", ca_file;
     int in_flight = 1, sessions = 100;
+    int open_width = 64; // idle modes: sessions being opened at once
     double warmup = 0.5, duration = 2.0;
     long server_pid = 0;
 };
@@ -248,6 +250,34 @@ boost::json::object lens_throughput(const args& a, bool many_sessions)
 
 // ---- idle memory -------------------------------------------------------------------
 
+/// Runs fn(i) for i in [0, n) with at most `width` running at once (one thread: no locks).
+template <class Fn>
+asio::awaitable<void> for_each_concurrently(int n, int width, Fn fn)
+{
+    auto ex = co_await asio::this_coro::executor;
+    int next = 0, running = 0;
+    std::exception_ptr failure;
+    asio::steady_timer all_done(ex, clock_type::time_point::max());
+    auto worker = [&]() -> asio::awaitable<void> {
+        while (next < n && !failure) {
+            const int i = next++;
+            try {
+                co_await fn(i);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+        }
+        if (--running == 0)
+            all_done.cancel();
+    };
+    running = std::max(1, std::min(width, n));
+    for (int w = running; w > 0; --w)
+        asio::co_spawn(ex, worker(), asio::detached);
+    co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (failure)
+        std::rethrow_exception(failure);
+}
+
 struct idle_sample {
     long rss0 = 0, rss1 = 0, server_rss0 = 0, server_rss1 = 0;
     std::size_t heap0 = 0, heap1 = 0;
@@ -289,12 +319,15 @@ boost::json::object lens_idle(const args& a)
         const double cpu0 = bench::cpu_seconds();
         const auto t0 = clock_type::now();
         open.reserve(a.sessions);
-        for (int i = 0; i < a.sessions; ++i)
+        co_await for_each_concurrently(a.sessions, a.open_width, [&](int) -> asio::awaitable<void> {
             open.push_back(co_await client.open_session(record, opts));
+        });
         out.open_wall = std::chrono::duration<double>(clock_type::now() - t0).count();
         out.open_cpu = bench::cpu_seconds() - cpu0;
-        for (auto& s : open)
-            co_await s.validate(); // each has done one round trip, then idles
+        // Each does one round trip, then idles.
+        co_await for_each_concurrently(a.sessions, a.open_width, [&](int i) -> asio::awaitable<void> {
+            co_await open[i].validate();
+        });
         out.rss1 = bench::resident_bytes();
         out.server_rss1 = bench::resident_bytes_of(a.server_pid);
         out.heap1 = mallinfo2().uordblks;
@@ -336,17 +369,20 @@ boost::json::object raw_idle(const args& a)
         out.heap0 = mallinfo2().uordblks;
         const double cpu0 = bench::cpu_seconds();
         const auto t0 = clock_type::now();
-        for (int i = 0; i < a.sessions; ++i) {
+        std::vector<conn*> conns;
+        co_await for_each_concurrently(a.sessions, a.open_width, [&](int) -> asio::awaitable<void> {
             open.push_back(conn{make_ws<WS>(ctx, tls), {}});
-            co_await connect(*open.back().ws, t, addrs, a.key);
-        }
+            auto& c = open.back(); // std::list: stays where it is
+            conns.push_back(&c);
+            co_await connect(*c.ws, t, addrs, a.key);
+        });
         out.open_wall = std::chrono::duration<double>(clock_type::now() - t0).count();
         out.open_cpu = bench::cpu_seconds() - cpu0;
-        for (auto& c : open) {
-            co_await round_trip(c);
+        co_await for_each_concurrently(a.sessions, a.open_width, [&](int i) -> asio::awaitable<void> {
+            co_await round_trip(*conns[i]);
             // Idle like a session: a read pending, so a close or a ping would be seen.
-            c.ws->async_read(c.buffer, [](auto, auto) {});
-        }
+            conns[i]->ws->async_read(conns[i]->buffer, [](auto, auto) {});
+        });
         out.rss1 = bench::resident_bytes();
         out.server_rss1 = bench::resident_bytes_of(a.server_pid);
         out.heap1 = mallinfo2().uordblks;
@@ -373,6 +409,7 @@ int main(int argc, char** argv)
         else if (k == "--ca-file") a.ca_file = v;
         else if (k == "--in-flight") a.in_flight = std::atoi(v);
         else if (k == "--sessions") a.sessions = std::atoi(v);
+        else if (k == "--open-concurrency") a.open_width = std::atoi(v);
         else if (k == "--warmup") a.warmup = std::atof(v);
         else if (k == "--duration") a.duration = std::atof(v);
         else if (k == "--server-pid") a.server_pid = std::atol(v);
@@ -382,7 +419,7 @@ int main(int argc, char** argv)
         std::fprintf(stderr,
                      "usage: %s --mode raw-lockstep|raw-pipelined|lens-pipelined|lens-sessions|lens-idle|raw-idle "
                      "--url WS_URL --rest REST_URL [--key KEY] [--ca-file PEM] [--in-flight K] [--sessions N] "
-                     "[--warmup S] [--duration S] [--server-pid PID]\n",
+                     "[--warmup S] [--duration S] [--server-pid PID] [--open-concurrency W]\n",
                      argv[0]);
         return 2;
     }
