@@ -7,6 +7,8 @@ samples and the summary), results.md (tables) and PNG plots (gnuplot) to --out.
 
   /usr/bin/python3 benchmarks/suite.py --bin build/bin --out DIR [--quick]
       [--in-flight 1,16,64,128] [--sessions 100,1000,10000] [--rounds N]
+      [--memory-rounds N] [--warmup S] [--duration S] [--server responder|emulator]
+  /usr/bin/python3 benchmarks/suite.py --out DIR --replot   # tables and plots again
 
 Throughput: for each round, for each in-flight level, every client once (the order
 rotates per round), all against the same server process. Memory: for each round, for
@@ -42,6 +44,12 @@ MEMORY_CLIENTS = [
     ("raw-idle", "raw Beast WebSocket connections, a read pending on each"),
     ("aiohttp-idle", "aiohttp WebSocket connections on one asyncio loop"),
 ]
+
+
+# One colour per client family in every plot.
+COLOURS = {"raw-lockstep": "#7f7f7f", "raw-pipelined": "#000000", "raw-idle": "#000000",
+           "lens-pipelined": "#1f5fbf", "lens-sessions": "#17a589", "lens-idle": "#1f5fbf",
+           "aiohttp-sessions": "#e67e22", "aiohttp-idle": "#e67e22", "websocket-client": "#c0392b"}
 
 
 def log(*a):
@@ -297,7 +305,8 @@ def plots(result, out):
         for i, c in enumerate(clients):
             using = f"1:{col}:{err[0]}:{err[1]}" if err else f"1:{col}"
             with_ = "yerrorlines" if err else style
-            parts.append(f"'throughput-{c}.dat' using {using} with {with_} lw 2 pt {i + 5} title '{c}'")
+            parts.append(f"'throughput-{c}.dat' using {using} with {with_} lw 2 lc rgb '{COLOURS[c]}' pt {i + 5} "
+                         f"title '{c}'")
         return "plot " + ", \\\n     ".join(parts)
 
     scripts = {
@@ -313,9 +322,9 @@ def plots(result, out):
     }
     lat = []
     for i, c in enumerate(clients):
-        lat.append(f"'throughput-{c}.dat' using 1:10 with linespoints lw 2 lc {i + 1} pt {i + 5} "
+        lat.append(f"'throughput-{c}.dat' using 1:10 with linespoints lw 2 lc rgb '{COLOURS[c]}' pt {i + 5} "
                    f"title '{c} p50'")
-        lat.append(f"'throughput-{c}.dat' using 1:12 with linespoints lw 1 dt 2 lc {i + 1} pt {i + 5} "
+        lat.append(f"'throughput-{c}.dat' using 1:12 with linespoints lw 1 dt 2 lc rgb '{COLOURS[c]}' pt {i + 5} "
                    f"title '{c} p99'")
     scripts["latency"] = head + ["set title 'latency percentiles: p50 (solid), p99 (dashed)'",
                                  "set xlabel 'requests in flight (K)'", "set ylabel 'µs'", "set logscale y",
@@ -324,7 +333,7 @@ def plots(result, out):
         mem_plot = []
         for i, (name, c, tls) in enumerate(mem_series):
             idx = [m for m, _ in MEMORY_CLIENTS].index(c)
-            mem_plot.append(f"'{name}.dat' using 1:2:3:4 with yerrorlines lw 2 lc {idx + 1} "
+            mem_plot.append(f"'{name}.dat' using 1:2:3:4 with yerrorlines lw 2 lc rgb '{COLOURS[c]}' "
                             f"{'dt 2 ' if tls else ''}pt {idx + 5} title '{c} {'wss' if tls else 'ws'}'")
         scripts["memory"] = head + ["set logscale x 10",
                                     "set title 'client resident memory per idle session (ws solid, wss dashed)'",
@@ -343,7 +352,7 @@ def plots(result, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True)
+    ap.add_argument("--bin", help="where bench_ws_clients and bench_ws_responder are (build/bin)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--in-flight")
@@ -354,7 +363,16 @@ def main():
     ap.add_argument("--duration", type=float)
     ap.add_argument("--server", choices=["responder", "emulator"], default="responder",
                     help="responder: bench_ws_responder (default); emulator: lens::emulator, one session")
+    ap.add_argument("--replot", action="store_true",
+                    help="only rewrite results.md and the plots from the results.json in --out")
     args = ap.parse_args()
+    if args.replot:
+        with open(os.path.join(args.out, "results.json")) as f:
+            result = json.load(f)
+        write_outputs(result, args.out)
+        return
+    if not args.bin:
+        ap.error("--bin is required")
     if args.quick:
         defaults = dict(in_flight=[1, 16, 64], sessions=[100, 1000], rounds=3, memory_rounds=1,
                         warmup=0.2, duration=0.5)
@@ -430,12 +448,16 @@ def main():
                          "memory": summarise_memory(result["samples"]["memory"])}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
-    md = markdown(result)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(md)
-    plots(result, args.out)
-    print(md)
+    write_outputs(result, args.out)
     log(f"suite: {result['seconds']:.0f} s; results in {args.out}")
+
+
+def write_outputs(result, out):
+    md = markdown(result)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(md)
+    plots(result, out)
+    print(md)
 
 
 if __name__ == "__main__":
