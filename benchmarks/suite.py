@@ -201,6 +201,10 @@ def markdown(result):
              f"({m.get('Core(s) per socket', '?')} cores per socket × {m.get('Socket(s)', '?')}, "
              f"{m.get('Thread(s) per core', '?')} thread(s) per core), kernel {m.get('kernel')}; "
              f"load average {result['loadavg_start']:.2f} at the start, {result['loadavg_end']:.2f} at the end.",
+             *([f"**The machine was shared** (load average above its {m.get('cpus_online')} CPUs): client and "
+                f"server got only part of a CPU each, so requests/s and latencies are scheduling-limited and noisy; "
+                f"compare CPU per request, which does not depend on the share a process got.", ""]
+               if max(result['loadavg_start'], result['loadavg_end']) > (m.get('cpus_online') or 1) else [""]),
              f"Server: {SERVERS[cfg['server']]}, in its own process on 127.0.0.1; "
              f"every client in a process of its own, one thread. "
              f"Rounds: {cfg['rounds']} interleaved, {cfg['warmup']} s warm-up + {cfg['duration']} s window each; "
@@ -338,7 +342,7 @@ def plots(result, out):
         scripts["memory"] = head + ["set logscale x 10",
                                     "set title 'client resident memory per idle session (ws solid, wss dashed)'",
                                     "set xlabel 'idle sessions on one thread'", "set ylabel 'KiB / session'",
-                                    "set yrange [0:*]", "plot " + ", \\\n     ".join(mem_plot)]
+                                    "set logscale y", "plot " + ", \\\n     ".join(mem_plot)]
     for name, lines in scripts.items():
         path = os.path.join(out, name + ".gp")
         with open(path, "w") as f:
