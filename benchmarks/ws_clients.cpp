@@ -4,7 +4,7 @@
 //
 //   build/bin/bench_ws_clients --mode MODE --url WS_URL --rest REST_URL [--key KEY]
 //       [--ca-file PEM] [--in-flight K] [--sessions N] [--warmup S] [--duration S]
-//       [--server-pid PID] [--open-concurrency W] [--tls-release-buffers 0|1]
+//       [--server-pid PID] [--open-concurrency W]
 //
 // Throughput modes (the request is {"type":"session.validate"}, binary, as lens sends it):
 //   raw-lockstep    K raw Beast connections, one request in flight on each
@@ -59,7 +59,6 @@ struct args {
     std::string mode, url, rest, key = "emulator-key", ca_file;
     int in_flight = 1, sessions = 100;
     int open_width = 64; // idle modes: sessions being opened at once
-    bool release_buffers = false; // raw modes: SSL_MODE_RELEASE_BUFFERS on the client's TLS context
     double warmup = 0.5, duration = 2.0;
     long server_pid = 0;
 };
@@ -125,10 +124,6 @@ std::unique_ptr<asio::ssl::context> client_tls(const args& a)
         tls->load_verify_file(a.ca_file);
     else
         tls->set_default_verify_paths();
-    // An experiment for idle wss memory: OpenSSL frees a connection's read and write
-    // buffers while they are empty (about 2 x 17 KiB each), instead of keeping them.
-    if (a.release_buffers)
-        SSL_CTX_set_mode(tls->native_handle(), SSL_MODE_RELEASE_BUFFERS);
     return tls;
 }
 
@@ -415,7 +410,6 @@ int main(int argc, char** argv)
         else if (k == "--in-flight") a.in_flight = std::atoi(v);
         else if (k == "--sessions") a.sessions = std::atoi(v);
         else if (k == "--open-concurrency") a.open_width = std::atoi(v);
-        else if (k == "--tls-release-buffers") a.release_buffers = std::atoi(v) != 0;
         else if (k == "--warmup") a.warmup = std::atof(v);
         else if (k == "--duration") a.duration = std::atof(v);
         else if (k == "--server-pid") a.server_pid = std::atol(v);
@@ -425,7 +419,7 @@ int main(int argc, char** argv)
         std::fprintf(stderr,
                      "usage: %s --mode raw-lockstep|raw-pipelined|lens-pipelined|lens-sessions|lens-idle|raw-idle "
                      "--url WS_URL --rest REST_URL [--key KEY] [--ca-file PEM] [--in-flight K] [--sessions N] "
-                     "[--warmup S] [--duration S] [--server-pid PID] [--open-concurrency W] [--tls-release-buffers 0|1]\n",
+                     "[--warmup S] [--duration S] [--server-pid PID] [--open-concurrency W]\n",
                      argv[0]);
         return 2;
     }
