@@ -216,7 +216,7 @@ def markdown(result):
         lines.append(f"| {r['in_flight']} | {r['client']} | {cell(r['rps'])} | {cell(r['cpu_us_per_request'], 1)} "
                      f"| {fmt(r['client_cpu_share']['median'] * 100)}% | {fmt(r['server_cpu_share']['median'] * 100)}% "
                      f"| {fmt(r['latency_us']['p50']['median'])} | {fmt(r['latency_us']['p99']['median'])} |")
-    lines += ["", "Server CPU share: the responder's CPU time (utime + stime from /proc/PID/stat) over the "
+    lines += ["", "Server CPU share: the server process's CPU time (utime + stime from /proc/PID/stat) over the "
               "window divided by the window's wall time; near 100% the server, not the client, is the limit.",
               "", "### Ratios (medians)", ""]
     by = {(r["client"], r["in_flight"]): r for r in result["summary"]["throughput"]}
