@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"  # Debian's: where python3-aiohttp and python3-websocket are
 
-# Client name -> (command maker, in-flight levels it runs at: None = all).
+# Client name -> what it is (results.json config.clients). websocket-client runs at K = 1 only.
 THROUGHPUT_CLIENTS = [
     ("raw-lockstep", "C raw Beast connections, 1 in flight each (floor)"),
     ("raw-pipelined", "1 raw Beast connection, K in flight (floor)"),
