@@ -130,6 +130,46 @@ struct failures {
     }
 };
 
+/// The process's descriptors and heap "afterwards": once closed sockets are reaped and a
+/// connect attempt that a close() interrupted has ended, within its connect timeout (it
+/// frees what it holds only then: the client's TLS context is 1 MiB with the system
+/// trust store).
+struct holdings {
+    std::size_t fds = 0;
+    std::size_t heap = 0;
+};
+asio::awaitable<holdings> afterwards(std::size_t fds_before, std::chrono::milliseconds connect_timeout)
+{
+    for (int i = 0; i < 100 && open_descriptors() != fds_before; ++i)
+        co_await sleep_for(20ms);
+    co_await sleep_for(connect_timeout + 200ms);
+    co_return holdings{open_descriptors(), heap_in_use()};
+}
+
+/// Runs `body` on `ctx` until it ends, then stops `proxy`; a watchdog fails the run and
+/// stops the context if it has not ended after `limit`.
+void run_to_end(asio::io_context& ctx, asio::awaitable<void> body, lens::chaos::fault_proxy& proxy,
+                clock_type::duration limit, failures& f)
+{
+    bool finished = false;
+    asio::co_spawn(ctx, std::move(body), [&](std::exception_ptr e) {
+        finished = true;
+        if (e)
+            f.add("the run threw: " + describe(e));
+        proxy.stop();
+    });
+    asio::steady_timer watchdog(ctx, limit);
+    watchdog.async_wait([&](boost::system::error_code ec) {
+        if (!ec && !finished) {
+            f.add("watchdog: the run did not finish");
+            ctx.stop();
+        }
+    });
+    while (!finished && ctx.run_one()) {
+    }
+    watchdog.cancel();
+}
+
 /// Every reconnect must wait at least the delay it announced, and that delay must lie in
 /// the policy's schedule: failure n in a row waits delay(n - 1) = min(max, initial *
 /// multiplier^(n-1)) * (1 - jitter * u), u in [0, 1).
@@ -502,39 +542,11 @@ int chaos_run(const settings& st)
         for (auto& o : outcomes)
             o.errors.clear();
         proxy.drop_all();
-        // Give closed sockets a moment to be reaped by the executor, then compare.
-        for (int i = 0; i < 100 && open_descriptors() != fds_before; ++i)
-            co_await sleep_for(20ms);
-        // A connect attempt that a close() interrupted ends within its connect timeout (1 s)
-        // and only then frees what it holds (the client's TLS context, 1 MiB with the system
-        // trust store): "afterwards" is once that bound has passed.
-        co_await sleep_for(so.connect_timeout + 200ms);
-        fds_after = open_descriptors();
-        heap_after = heap_in_use();
+        const auto after = co_await afterwards(fds_before, so.connect_timeout);
+        fds_after = after.fds;
+        heap_after = after.heap;
     };
-
-    bool finished = false;
-    asio::co_spawn(ctx, body(), [&](std::exception_ptr e) {
-        finished = true;
-        if (e)
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& x) {
-                f.add(std::string("the run threw: ") + x.what());
-            }
-        proxy.stop();
-    });
-    // Watchdog: the run must end by itself.
-    asio::steady_timer watchdog(ctx, st.duration + 90s);
-    watchdog.async_wait([&](boost::system::error_code ec) {
-        if (!ec && !finished) {
-            f.add("watchdog: the run did not finish");
-            ctx.stop();
-        }
-    });
-    while (!finished && ctx.run_one()) {
-    }
-    watchdog.cancel();
+    run_to_end(ctx, body(), proxy, st.duration + 90s, f);
 
     // ---- the verdict ----
     std::size_t events = 0, incomplete = 0, ok = 0, late = 0;
@@ -761,33 +773,11 @@ int soak_run(const settings& st)
                 co_await muted.destroy_session(r.session_id);
         }
         silent.drop_all();
-        for (int i = 0; i < 100 && open_descriptors() != fds_before; ++i)
-            co_await sleep_for(20ms);
-        fds_after = open_descriptors();
-        heap_after = heap_in_use();
+        const auto after = co_await afterwards(fds_before, idle.connect_timeout);
+        fds_after = after.fds;
+        heap_after = after.heap;
     };
-
-    bool finished = false;
-    asio::co_spawn(ctx, body(), [&](std::exception_ptr e) {
-        finished = true;
-        if (e)
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& x) {
-                f.add(std::string("the soak threw: ") + x.what());
-            }
-        silent.stop();
-    });
-    asio::steady_timer watchdog(ctx, st.duration + 60s);
-    watchdog.async_wait([&](boost::system::error_code ec) {
-        if (!ec && !finished) {
-            f.add("watchdog: the soak did not finish");
-            ctx.stop();
-        }
-    });
-    while (!finished && ctx.run_one()) {
-    }
-    watchdog.cancel();
+    run_to_end(ctx, body(), silent, st.duration + 60s, f);
 
     // Flat: the floor of the last quarter of the samples against the floor of the second
     // quarter (the first quarter is warm-up: buffers and pools reach their size).
