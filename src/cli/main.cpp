@@ -112,6 +112,7 @@ int main(int argc, char** argv)
     add_session_commands(app, g, run);
     add_sse_commands(app, g, run);
     add_lens_config_commands(app, g, run);
+    add_bench_commands(app, g, run);
 
     try {
         app.parse(argc, argv);
