@@ -491,7 +491,7 @@ bool is_envelope(const lens::session_event& ev)
 /// Counts a session's events until cancelled (when its workers are done). A stream that
 /// ends or fails is counted in `sse_errors` and then waited out: it must not end the
 /// workers' run (the `||` it is in waits for the first success).
-task<void> count_events(lens::event_stream& events, bench_state& st, thread_state& ts)
+task<void> count_events(lens::event_stream& events, thread_state& ts)
 {
     bool failed = false;
     try {
@@ -499,10 +499,12 @@ task<void> count_events(lens::event_stream& events, bench_state& st, thread_stat
             if (!is_envelope(*ev))
                 ts.events.fetch_add(1, std::memory_order_relaxed);
     } catch (const std::exception&) {
-        if (st.rt->stopping())
-            throw;
         failed = true;
     }
+    // Cancelled (the workers are done, or the shutdown): that is no failure of the stream.
+    const asio::cancellation_state cancelled = co_await asio::this_coro::cancellation_state;
+    if (cancelled.cancelled() != asio::cancellation_type::none)
+        throw boost::system::system_error(asio::error::operation_aborted);
     if (failed)
         ts.sse_errors.fetch_add(1, std::memory_order_relaxed);
     asio::steady_timer forever(co_await asio::this_coro::executor, asio::steady_timer::time_point::max());
@@ -530,7 +532,7 @@ task<void> session_task(lens::client c, bench_state& st)
         if (!ts.gate_open) // woken by the shutdown's cancellation, not by the gate
             throw lens::error(lens::errc::closed, "bench", "stopped before the run began");
         if (events)
-            co_await (run_workers(channel, st, ts) || count_events(*events, st, ts));
+            co_await (run_workers(channel, st, ts) || count_events(*events, ts));
         else
             co_await run_workers(channel, st, ts);
         st.on_measured();
@@ -579,22 +581,26 @@ class live_view {
 public:
     live_view(const bench_state& st, bool enabled) : st_(st), line_("bench", enabled) {}
 
-    void update()
+    /// `final`: the figures of the whole measured phase (after it ended), not of the last interval.
+    void update(bool final = false)
     {
         if (!st_.measuring.load(std::memory_order_acquire)) {
             line_.show("connecting " + std::to_string(st_.connected.load()) + "/" + std::to_string(st_.args.sessions) +
                        " sessions");
             return;
         }
-        const auto now = clock::now();
+        const auto now = final ? st_.end : clock::now();
         const totals t = sum(st_);
         const double elapsed = std::chrono::duration<double>(now - st_.connected_at).count();
         const double dt = std::chrono::duration<double>(now - last_at_).count();
         // The rate and mean latency of the last interval (since the previous update).
-        const bool first = last_at_ == clock::time_point{};
-        const double rate = first ? (elapsed > 0 ? t.requests / elapsed : 0) : (t.requests - last_.requests) / dt;
-        const std::uint64_t ok = t.requests - t.errors, last_ok = last_.requests - last_.errors;
-        const double mean_us = ok > last_ok ? (t.latency_ns - last_.latency_ns) / 1000.0 / (ok - last_ok) : 0;
+        const bool whole = final || last_at_ == clock::time_point{} || dt <= 0;
+        const totals base = whole ? totals{} : last_;
+        const double span = whole ? elapsed : dt;
+        const double rate = span > 0 ? static_cast<double>(t.requests - base.requests) / span : 0;
+        const std::uint64_t ok = t.requests - t.errors, base_ok = base.requests - base.errors;
+        const double mean_us =
+            ok > base_ok ? static_cast<double>(t.latency_ns - base.latency_ns) / 1000.0 / static_cast<double>(ok - base_ok) : 0;
         char text[200];
         std::snprintf(text, sizeof text, "%6.1f s  %llu requests  %.0f req/s  %llu errors  mean %.0f us", elapsed,
                       static_cast<unsigned long long>(t.requests), rate, static_cast<unsigned long long>(t.errors),
@@ -789,7 +795,7 @@ int run_bench(const globals& g, const bench_args& a)
     rt.shutdown();
     rt.join();
     if (signal_number == 0 && st->measured_all.load(std::memory_order_acquire))
-        view.update();
+        view.update(true);
     view.finish();
     if (child)
         child->stop();
