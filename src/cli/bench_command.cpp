@@ -52,6 +52,8 @@
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
+#include <charconv>
+#include <iostream>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -598,7 +600,9 @@ public:
         const totals base = whole ? totals{} : last_;
         const double span = whole ? elapsed : dt;
         const double rate = span > 0 ? static_cast<double>(t.requests - base.requests) / span : 0;
-        const std::uint64_t ok = t.requests - t.errors, base_ok = base.requests - base.errors;
+        // (The counters are read one after the other while they move: never below zero.)
+        const std::uint64_t ok = t.requests > t.errors ? t.requests - t.errors : 0;
+        const std::uint64_t base_ok = base.requests > base.errors ? base.requests - base.errors : 0;
         const double mean_us =
             ok > base_ok ? static_cast<double>(t.latency_ns - base.latency_ns) / 1000.0 / static_cast<double>(ok - base_ok) : 0;
         char text[200];
@@ -680,6 +684,27 @@ result collect(bench_state& st)
         r.line["sse_errors"] = t.sse_errors;
     }
     return r;
+}
+
+/// The result line as text: Boost.JSON writes every double in exponent form (2.04857E4);
+/// people read these, so numbers are written the shortest way that round-trips (20485.7).
+std::string line_text(const json::object& line)
+{
+    std::string out = "{";
+    for (const auto& [key, value] : line) {
+        if (out.size() > 1)
+            out += ',';
+        out += json::serialize(json::string(key));
+        out += ':';
+        if (value.is_double() && std::isfinite(value.get_double())) {
+            char number[64];
+            const auto r = std::to_chars(number, number + sizeof number, value.get_double());
+            out.append(number, r.ptr);
+        } else {
+            out += json::serialize(value);
+        }
+    }
+    return out + "}";
 }
 
 /// {"format":"lens-bench","version":1,"result":LINE,"cpu_us":N,"histogram":{...}}
@@ -809,7 +834,7 @@ int run_bench(const globals& g, const bench_args& a)
     const result r = collect(*st);
     if (!a.histogram_out.empty())
         write_file(a.histogram_out, bench_file(r));
-    print_json_line(r.line);
+    std::cout << line_text(r.line) << '\n' << std::flush;
     return 0;
 }
 
@@ -902,7 +927,7 @@ int merge_files(const std::vector<std::string>& files)
         line["events_per_s"] = rounded(events_per_s, 1);
         line["sse_errors"] = sse_errors;
     }
-    print_json_line(line);
+    std::cout << line_text(line) << '\n' << std::flush;
     return 0;
 }
 
@@ -938,7 +963,7 @@ void add_bench_commands(CLI::App& app, globals& g, action& run)
         ->capture_default_str();
     auto* image = cmd->add_option("--image", a->image, "Image file for model.query (default: a few placeholder bytes)")
                       ->check(CLI::ExistingFile);
-    cmd->add_option("--threads", a->threads, "Client threads (T), sessions spread round robin")
+    cmd->add_option("--threads", a->threads, "Client threads (T), one io_context each; sessions spread round robin (default 1: on a small machine\nthe other cores are the server's)")
         ->check(CLI::Range(1, 256))->capture_default_str();
     cmd->add_flag("--sse", a->sse, "Also open each session's event stream and count its events");
     cmd->add_option("--lens-id", a->lens_id,
