@@ -936,9 +936,10 @@ constexpr const char* bench_description =
     "  {sessions, requests, errors, errors_by_code, rps, p50_us, p90_us, p99_us, p999_us, max_us,\n"
     "   connect_s, duration_s, cpu_us_per_request, rss_kb, rss_per_session_kb}\n"
     "  (--sse adds events, events_per_s, sse_errors). connect_s: creating and opening every session;\n"
-    "  rps, latency and CPU cover the run after that; cpu_us_per_request is this process's CPU\n"
-    "  (every thread) over the requests; rss_per_session_kb: RSS growth while connecting / N.\n"
-    "Without --endpoint it runs `lens emulator` in a child process (127.0.0.1, an ephemeral port),\n"
+    "  rps, latency (of the requests that succeeded) and CPU cover the run after that;\n"
+    "  cpu_us_per_request is this process's CPU (every thread) per request;\n"
+    "  rss_per_session_kb: RSS growth while connecting / N.\n"
+    "Without --endpoint (a global option) it runs `lens emulator` in a child process (127.0.0.1, an ephemeral port),\n"
     "stopped at the end. Sessions are destroyed at the end, also on Ctrl-C (exit status 130, no\n"
     "JSON line). A live line on stderr when it is a terminal.";
 
