@@ -37,6 +37,7 @@ void add_session_commands(CLI::App& app, globals& g, action& run);   // status, 
                                                                      // destroy, update, call
 void add_sse_commands(CLI::App& app, globals& g, action& run);       // events, sse-decode
 void add_lens_config_commands(CLI::App& app, globals& g, action& run); // lenses register|modify, run (after add_lens_commands)
+void add_bench_commands(CLI::App& app, globals& g, action& run);     // bench, bench merge
 
 /// A `--... SECONDS` option as a duration: saturating (1e10 or inf is "practically never",
 /// not an overflow into the past); NaN and negatives are rejected by the options' checks.

@@ -81,7 +81,8 @@ constexpr const char* exit_status_help = "Exit status:\n"
                                          "     (one line on stderr names the operation and the cause)\n"
                                          "  2  usage error: unknown or missing subcommand, option or value; nothing was sent\n"
                                          "  128+N  killed by signal N (lens emulator exits 0 on SIGINT and SIGTERM;\n"
-                                         "         lens run destroys its session and deletes its lens first)";
+                                         "         lens run destroys its session and deletes its lens first,\n"
+                                         "         lens bench destroys its sessions first)";
 
 } // namespace
 
@@ -112,6 +113,7 @@ int main(int argc, char** argv)
     add_session_commands(app, g, run);
     add_sse_commands(app, g, run);
     add_lens_config_commands(app, g, run);
+    add_bench_commands(app, g, run);
 
     try {
         app.parse(argc, argv);

@@ -79,10 +79,24 @@ void progress_line::report(std::uint64_t done, std::optional<std::uint64_t> tota
     }
 }
 
+void progress_line::show(std::string text)
+{
+    if (!enabled_)
+        return;
+    text_ = std::move(text);
+    reported_ = true;
+    undrawn_ = true;
+    const auto now = clock::now();
+    if (!open_ || now - last_draw_ >= redraw_interval) {
+        last_draw_ = now;
+        draw();
+    }
+}
+
 void progress_line::draw()
 {
     const double seconds = std::chrono::duration<double>(clock::now() - start_).count();
-    std::string text = label_ + "  " + format_progress(done_, total_, seconds);
+    std::string text = label_ + "  " + (text_ ? *text_ : format_progress(done_, total_, seconds));
     const std::size_t length = text.size();
     if (length < width_)
         text.append(width_ - length, ' ');

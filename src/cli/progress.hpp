@@ -1,4 +1,4 @@
-// A one-line progress display on stderr for `lens files upload|download`.
+// A one-line progress display on stderr for `lens files upload|download` and `lens bench`.
 #pragma once
 
 #include <lens/transfer.hpp>
@@ -30,6 +30,9 @@ public:
     /// The `transfer_options::progress` callback feeding this line (empty when disabled).
     /// It refers to this object, which must outlive the transfer.
     lens::transfer_progress callback();
+    /// Shows "LABEL  TEXT" instead of transfer figures (`lens bench`'s rate, errors and
+    /// latency), throttled like transfer reports. Disabled, it does nothing.
+    void show(std::string text);
     /// Draws the final figures and ends the line (when anything was reported).
     void finish();
 
@@ -47,6 +50,7 @@ private:
     clock::time_point last_draw_{};
     std::uint64_t done_ = 0;
     std::optional<std::uint64_t> total_;
+    std::optional<std::string> text_; ///< set by show(): drawn instead of the transfer figures
     std::size_t width_ = 0; ///< length of the text drawn last, to pad over it
 };
 

@@ -1,6 +1,7 @@
-# Shared by the command line tests (run_cli_tests.sh, run_config_tests.sh): counting
-# checks and failures, and reading JSON (with python3 when it is there, else roughly
-# with grep and sed). The sourcing script sets failures=0 and checks=0.
+# Shared by the command line tests (run_cli_tests.sh, run_config_tests.sh, run_bench_tests.sh):
+# counting checks and failures, reading JSON (with python3 when it is there, else roughly
+# with grep and sed), and starting an emulator. The sourcing script sets failures=0 and
+# checks=0 (and LENS, TMP and EMU_PIDS=() to start emulators).
 
 # fail MESSAGE...: one FAIL line on stderr, counted.
 fail() {
@@ -45,3 +46,22 @@ else
     all_json_lines() { ! grep -Evq '^\{.*\}$'; }
 fi
 
+# start_emulator NAME ARGS...: starts `$LENS emulator ARGS` in the background; sets EMU_PID
+# (also added to EMU_PIDS, for the script's cleanup) and EMU_LINE (its first stdout line).
+start_emulator() {
+    local name=$1
+    shift
+    local fifo="$TMP/$name.fifo"
+    mkfifo "$fifo"
+    "$LENS" emulator "$@" >"$fifo" 2>"$TMP/$name.err" &
+    EMU_PID=$!
+    EMU_PIDS+=("$EMU_PID")
+    # Keep the FIFO open for reading until the end so the emulator never blocks on stdout.
+    exec {EMU_FD}<"$fifo"
+    EMU_LINE=
+    if ! IFS= read -r -t 20 EMU_LINE <&"$EMU_FD"; then
+        echo "FAIL: $name: the emulator printed no first line within 20 s: $(cat "$TMP/$name.err")" >&2
+        exit 1
+    fi
+    echo "$EMU_LINE" | is_json || { echo "FAIL: $name: first line is not JSON: $EMU_LINE" >&2; exit 1; }
+}

@@ -111,26 +111,6 @@ contains() {
     if grep -qF -- "$2" "$TMP/$1.out"; then pass; else fail "$1: stdout lacks '$2': $(head -c 500 "$TMP/$1.out")"; fi
 }
 
-# start_emulator NAME ARGS...: starts `lens emulator ARGS` in the background; sets EMU_PID
-# and EMU_LINE (its first stdout line).
-start_emulator() {
-    local name=$1
-    shift
-    local fifo="$TMP/$name.fifo"
-    mkfifo "$fifo"
-    "$LENS" emulator "$@" >"$fifo" 2>"$TMP/$name.err" &
-    EMU_PID=$!
-    EMU_PIDS+=("$EMU_PID")
-    # Keep the FIFO open for reading until the end so the emulator never blocks on stdout.
-    exec {EMU_FD}<"$fifo"
-    EMU_LINE=
-    if ! IFS= read -r -t 20 EMU_LINE <&"$EMU_FD"; then
-        echo "FAIL: $name: the emulator printed no first line within 20 s: $(cat "$TMP/$name.err")" >&2
-        exit 1
-    fi
-    echo "$EMU_LINE" | is_json || { echo "FAIL: $name: first line is not JSON: $EMU_LINE" >&2; exit 1; }
-}
-
 # stop_emulator NAME PID SIGNAL: signals the emulator, expects a clean exit with status 0.
 stop_emulator() {
     local name=$1 pid=$2 sig=$3
