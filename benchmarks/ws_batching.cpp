@@ -5,7 +5,10 @@
 //     64 times over), one write and one read system call per round trip;
 //   - raw pipelined: one connection, 128 requests in flight, one write per request.
 //
-//   build/bin/bench_ws_batching [--requests N] [--rounds R] [--server responder|emulator]
+//   build/bin/bench_ws_batching [--requests N] [--rounds R] [--server responder|emulator] [--only TEXT]
+//
+// `--only TEXT` runs only the clients whose name contains TEXT (e.g. "x 128"), to profile
+// one of them (strace -c, perf) without the others.
 //
 // The server is, by default, a minimal one-thread Beast responder in a child process: it
 // answers every frame with `{"type":"session.validate.response","event_data":{"is_valid":true}}`
@@ -285,7 +288,7 @@ double median(std::vector<double> v)
 int main(int argc, char** argv)
 {
     int total = 20000, rounds = 5;
-    std::string server_kind = "responder";
+    std::string server_kind = "responder", only;
     bool ok = true;
     for (int i = 1; ok && i < argc; i += 2) {
         const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -293,10 +296,11 @@ int main(int argc, char** argv)
         else if (!std::strcmp(argv[i], "--requests")) total = std::atoi(value);
         else if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(value);
         else if (!std::strcmp(argv[i], "--server")) server_kind = value;
+        else if (!std::strcmp(argv[i], "--only")) only = value;
         else ok = false;
     }
     if (!ok || total <= 0 || rounds <= 0 || (server_kind != "responder" && server_kind != "emulator")) {
-        std::fprintf(stderr, "usage: %s [--requests N] [--rounds R] [--server responder|emulator]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s [--requests N] [--rounds R] [--server responder|emulator] [--only TEXT]\n", argv[0]);
         return 2;
     }
 
@@ -336,6 +340,14 @@ int main(int argc, char** argv)
     for (int w : {16, 64, 128})
         all.push_back({"lens, 1 session x " + std::to_string(w), [&, w] { return lens_session(t, w, total); }, {}, {}});
 
+    if (!only.empty())
+        all.erase(std::remove_if(all.begin(), all.end(),
+                                 [&](const series& s) { return s.name.find(only) == std::string::npos; }),
+                  all.end());
+    if (all.empty()) {
+        std::fprintf(stderr, "no client matches --only %s\n", only.c_str());
+        return 2;
+    }
     for (auto& s : all) // warm-up: code pages, allocator arenas
         s.run();
     for (int r = 0; r < rounds; ++r)
@@ -354,6 +366,8 @@ int main(int argc, char** argv)
         std::printf("%-36s | %8.0f [%6.0f-%6.0f] | %8.2f [%6.2f-%6.2f]\n", s.name.c_str(), median(s.rps), *rmin,
                     *rmax, median(s.cpu), *cmin, *cmax);
     }
+    if (!only.empty())
+        return 0;
     const double lockstep_cpu = median(all[0].cpu), lockstep_rps = median(all[0].rps);
     for (std::size_t i = 2; i < all.size(); ++i)
         std::printf("%s: CPU per round trip %.2fx the raw lockstep client's, requests/s %.2fx\n", all[i].name.c_str(),

@@ -17,9 +17,10 @@
 //   a lone request costs what it cost without the layer.
 // - While corked, or while a write of the layer is in flight, writes are appended to the
 //   buffer being filled; the one in flight is a second buffer (double buffering).
-// - The buffer is bounded (`max_buffered`): a write that would pass the bound waits until
-//   the write in flight completes (one is started if none is), so a writer faster than
-//   the socket waits instead of growing the buffer. A write always fits an empty buffer.
+// - The buffer is bounded (`max_buffered`): a write that would pass the bound starts the
+//   write of the full buffer (even while corked) and goes into the other one; when that
+//   one is full too, writers wait until the write in flight completes. So a writer faster
+//   than the socket waits instead of growing the buffers. A write always fits an empty buffer.
 // - A failed write of the layer fails every waiting writer and every later write and
 //   flush with its error (the connection is broken: its owner drops it).
 // - Reads are forwarded untouched (Beast already parses several frames per read).
@@ -171,6 +172,9 @@ private:
                 s.next_.async_write_some(buffers, std::move(self));
                 return;
             }
+            const bool fits = s.filling_.empty() || s.filling_.size() + size <= s.max_buffered_;
+            if (!fits && !s.writing_)
+                s.start_write(); // the full buffer leaves, and this write starts the next one
             if (s.filling_.empty() || s.filling_.size() + size <= s.max_buffered_) {
                 const auto at = s.filling_.size();
                 s.filling_.resize(at + size);
@@ -181,9 +185,7 @@ private:
                 post(self);
                 return;
             }
-            // Over the bound: wait for the write in flight (starting one if need be).
-            if (!s.writing_)
-                s.start_write();
+            // Both buffers full (one in flight, one at the bound): wait for the write.
             state = waited;
             ++s.waiters_;
             s.wake_.async_wait(std::move(self));

@@ -129,7 +129,7 @@ TEST_CASE("a reply is matched in O(1) however many requests of other types are p
     CHECK(m.probes() - before == 3);
 }
 
-TEST_CASE("error frames and matches interleave - each list keeps the other's removals")
+TEST_CASE("error frames and matches interleave - each list sees removals made through the other")
 {
     lens::detail::reply_matcher<entry> m;
     entry a("session.status", 1), b("model.query", 2), c("session.status", 3), d("model.query", 4);
