@@ -51,6 +51,8 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
+bool verbose = false; ///< --only: the session's counters after each run, on stderr
+
 const std::string request_frame = R"({"type":"session.validate"})";
 const std::string reply_frame = R"({"type":"session.validate.response","event_data":{"is_valid":true}})";
 
@@ -267,6 +269,11 @@ sample lens_session(const target& t, int inflight, int total)
             asio::co_spawn(ex, worker(), [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
         co_await all_done.async_wait(asio::as_tuple(asio::use_awaitable));
         end();
+        if (verbose) {
+            const auto st = s.stats();
+            std::fprintf(stderr, "lens x %d: connects %zu, requests sent %zu, replies matched %zu\n", inflight,
+                         st.connects, st.requests_sent, st.replies_matched);
+        }
         s.close();
     });
 }
@@ -340,6 +347,7 @@ int main(int argc, char** argv)
     for (int w : {16, 64, 128})
         all.push_back({"lens, 1 session x " + std::to_string(w), [&, w] { return lens_session(t, w, total); }, {}, {}});
 
+    verbose = !only.empty();
     if (!only.empty())
         all.erase(std::remove_if(all.begin(), all.end(),
                                  [&](const series& s) { return s.name.find(only) == std::string::npos; }),

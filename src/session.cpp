@@ -809,6 +809,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 return;
             }
             self->fsm.on_received(clock::now());
+            // Frames often come in bursts (one read, many replies): the requests their
+            // callers send next are held until the reader goes back to the socket, and
+            // leave in one write.
+            c->ws.next_layer().cork_until_read();
             const auto data = c->rx.cdata();
             self->dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
             c->rx.consume(c->rx.size());

@@ -17,6 +17,11 @@
 //   a lone request costs what it cost without the layer.
 // - While corked, or while a write of the layer is in flight, writes are appended to the
 //   buffer being filled; the one in flight is a second buffer (double buffering).
+// - Two corks: `cork()` until `async_flush()` (the owner knows a burst is queued), and
+//   `cork_until_read()` until the next read starts on the layer (a read brought several
+//   frames; what answering them writes leaves together when the reader goes back to the
+//   socket). A read never starts while written bytes are held for that reason: the peer
+//   is never waited for while it cannot have the request.
 // - The buffer is bounded (`max_buffered`): a write that would pass the bound starts the
 //   write of the full buffer (even while corked) and goes into the other one; when that
 //   one is full too, writers wait until the write in flight completes. So a writer faster
@@ -81,6 +86,11 @@ public:
     void cork() noexcept { corked_ = true; }
     bool corked() const noexcept { return corked_; }
 
+    /// Writes are held in the buffer until the next read is started on this layer (or
+    /// `async_flush`): a read brought a burst of frames, and what answering them writes
+    /// leaves together once they are all handled and the reader goes back to the socket.
+    void cork_until_read() noexcept { read_corked_ = true; }
+
     /// Bytes accepted and not yet handed to the next layer.
     std::size_t buffered() const noexcept { return filling_.size(); }
     /// A write to the next layer is in flight (one of the layer's or one passed through).
@@ -94,7 +104,7 @@ public:
     /// Each write of the layer holds `owner` while in flight (the object owning this stream).
     void keep_alive_with(std::weak_ptr<void> owner) noexcept { owner_ = std::move(owner); }
 
-    /// Ends the cork and writes what is buffered. Completes (`void(error_code)`) once
+    /// Ends both corks and writes what is buffered. Completes (`void(error_code)`) once
     /// nothing is buffered or in flight, or with the error of the write that failed.
     template <class Token>
     auto async_flush(Token&& token)
@@ -102,6 +112,7 @@ public:
         return boost::asio::async_initiate<Token, void(error_code)>(
             [this](auto handler) {
                 corked_ = false;
+                read_corked_ = false;
                 if (failed_ || (!writing_ && filling_.empty())) {
                     const auto ex = boost::asio::get_associated_executor(handler, get_executor());
                     boost::asio::post(ex, boost::beast::bind_front_handler(std::move(handler), failed_));
@@ -121,9 +132,16 @@ public:
             write_op<ConstBufferSequence>{*this, buffers}, token, next_);
     }
 
+    /// Reads are forwarded untouched; a read ends `cork_until_read`: nothing written is
+    /// held while its writer waits for the peer.
     template <class MutableBufferSequence, class Token>
     auto async_read_some(const MutableBufferSequence& buffers, Token&& token)
     {
+        if (read_corked_) {
+            read_corked_ = false;
+            if (!corked_ && !writing_ && !filling_.empty())
+                start_write();
+        }
         return next_.async_read_some(buffers, std::forward<Token>(token));
     }
 
@@ -164,7 +182,7 @@ private:
                 return;
             }
             const std::size_t size = boost::asio::buffer_size(buffers);
-            if (!s.corked_ && !s.writing_ && s.filling_.empty()) {
+            if (!s.holding() && !s.writing_ && s.filling_.empty()) {
                 // Nothing to coalesce with: straight to the next layer.
                 state = passed_through;
                 s.writing_ = true;
@@ -180,7 +198,7 @@ private:
                 s.filling_.resize(at + size);
                 boost::asio::buffer_copy(boost::asio::buffer(s.filling_.data() + at, size), buffers);
                 accepted = size;
-                if (!s.corked_ && !s.writing_)
+                if (!s.holding() && !s.writing_)
                     s.start_write();
                 post(self);
                 return;
@@ -221,7 +239,7 @@ private:
             failed_ = ec;
             filling_.clear();
         }
-        if (!failed_ && !corked_ && !filling_.empty())
+        if (!failed_ && !holding() && !filling_.empty())
             start_write();
         if (waiters_ > 0)
             wake_.cancel(); // waiting writers look again
@@ -237,10 +255,13 @@ private:
         }
     }
 
+    bool holding() const noexcept { return corked_ || read_corked_; }
+
     NextLayer next_;
     std::vector<char> filling_; ///< accepted, waiting for the next write
     std::vector<char> sending_; ///< the layer's write in flight
-    bool corked_ = false;
+    bool corked_ = false;      ///< cork() until async_flush
+    bool read_corked_ = false; ///< cork_until_read() until the next read starts
     bool writing_ = false;
     error_code failed_;
     std::size_t max_buffered_ = default_max_buffered;

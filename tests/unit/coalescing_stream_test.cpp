@@ -43,6 +43,12 @@ struct counting_stream : beast::tcp_stream {
     }
 };
 
+template <class Handler>
+void async_teardown(beast::role_type role, counting_stream& s, Handler&& h)
+{
+    beast::async_teardown(role, static_cast<beast::tcp_stream&>(s), std::forward<Handler>(h));
+}
+
 /// A connected pair of sockets on loopback.
 std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& ctx)
 {
@@ -272,4 +278,41 @@ TEST_CASE("coalescing stream: closing mid-flush completes everything and release
     CHECK(accepted == 24);
     CHECK(flush_result == asio::error::operation_aborted);
     CHECK(watch.expired());
+}
+
+TEST_CASE("coalescing stream: writes after a read are held until the next read starts")
+{
+    asio::io_context ctx;
+    ws_pair p(ctx, socket_pair(ctx));
+    constexpr int n = 10;
+    const std::string hello = "burst";
+    p.server.text(true);
+    p.server.async_write(asio::buffer(hello), [](error_code, std::size_t) {});
+    std::vector<std::string> received;
+    beast::flat_buffer sbuf, cbuf;
+    read_messages(p.server, n, received, sbuf);
+    sequential_writer w(p.client);
+    for (int i = 0; i < n; ++i)
+        w.texts.push_back(frame_text(i));
+    std::size_t writes_while_held = 99;
+    bool read_again = false;
+    p.client.async_read(cbuf, [&](error_code ec, std::size_t) {
+        REQUIRE(!ec);
+        p.client.next_layer().cork_until_read(); // what the session does with each frame
+        w.done = [&](error_code wec) {
+            REQUIRE(!wec);
+            writes_while_held = p.socket_writes;
+            // The reader goes back to the socket: the held frames leave first, in one write.
+            p.client.async_read(cbuf, [&](error_code, std::size_t) { read_again = true; });
+            p.server.async_write(asio::buffer(hello), [](error_code, std::size_t) {});
+        };
+        w.run();
+    });
+    ctx.run_for(watchdog);
+    CHECK(writes_while_held == 0);
+    CHECK(p.socket_writes <= 2);
+    CHECK(read_again);
+    REQUIRE(received.size() == std::size_t(n));
+    for (int i = 0; i < n; ++i)
+        CHECK(received[i] == frame_text(i));
 }
