@@ -105,7 +105,8 @@ public:
     void keep_alive_with(std::weak_ptr<void> owner) noexcept { owner_ = std::move(owner); }
 
     /// Ends both corks and writes what is buffered. Completes (`void(error_code)`) once
-    /// nothing is buffered or in flight, or with the error of the write that failed.
+    /// what was buffered is written (no write in flight), or with the error of the
+    /// write that failed.
     template <class Token>
     auto async_flush(Token&& token)
     {
@@ -243,7 +244,10 @@ private:
             start_write();
         if (waiters_ > 0)
             wake_.cancel(); // waiting writers look again
-        if (failed_ || (!writing_ && filling_.empty())) {
+        // Flushes complete when the writes they started end: bytes held since by a new
+        // cork belong to the next flush (so no handler, and what it keeps alive, waits
+        // for a flush that may never come).
+        if (failed_ || !writing_) {
             if (!writing_ && sending_.capacity() > max_buffered_)
                 std::vector<char>().swap(sending_); // an idle stream keeps no burst-sized buffer
             auto done = std::move(flushes_);
