@@ -15,6 +15,7 @@
 #include <lens/retry.hpp>
 
 #include "detail/channel_fsm.hpp"
+#include "detail/coalescing_stream.hpp"
 #include "detail/endpoint.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/rest.hpp"
@@ -34,8 +35,6 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <random>
 #include <type_traits>
 #include <variant>
@@ -151,44 +150,20 @@ struct inbox_entry {
     std::size_t bytes = 0;
 };
 
-#ifdef TCP_CORK
-/// TCP_CORK as an Asio socket option: while set, the kernel coalesces what is written
-/// into full segments; clearing it sends what is pending at once.
-struct tcp_cork {
-    int value = 0;
-    template <class Protocol> int level(const Protocol&) const { return IPPROTO_TCP; }
-    template <class Protocol> int name(const Protocol&) const { return TCP_CORK; }
-    template <class Protocol> const int* data(const Protocol&) const { return &value; }
-    template <class Protocol> std::size_t size(const Protocol&) const { return sizeof value; }
-};
-#endif
 
 /// One WebSocket connection and its read buffer. Completion handlers hold it by
 /// shared_ptr, so the stream outlives its last operation even after the session
 /// has moved on to the next connection.
+///
+/// Beast writes one message per call; the coalescing layer under it lets a burst of
+/// queued requests leave in one write (one system call, one TLS record run) instead of
+/// one per frame: the writer corks it while more requests are queued and flushes it when
+/// the queue is empty (write_next).
 template <class Stream>
 struct connection {
     explicit connection(Stream&& s) : ws(std::move(s)) {}
-    websocket::stream<Stream> ws;
+    websocket::stream<detail::coalescing_stream<Stream>> ws;
     beast::flat_buffer rx;
-    bool corked = false;
-
-    /// Batching: frames written back to back while `on` leave in as few TCP segments as
-    /// possible (one wakeup of the server instead of one per frame); turning it off
-    /// flushes them. Beast writes one message per call, so this is how several
-    /// queued requests share a segment without bypassing Beast's framing.
-    void cork(bool on) noexcept
-    {
-#ifdef TCP_CORK
-        if (corked == on)
-            return;
-        corked = on;
-        boost::system::error_code ignored;
-        beast::get_lowest_layer(ws).socket().set_option(tcp_cork{on ? 1 : 0}, ignored);
-#else
-        (void)on;
-#endif
-    }
 };
 using tcp_connection = connection<beast::tcp_stream>;
 using tls_connection = connection<detail::http_connection::tls_stream>;
@@ -814,6 +789,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         ping_due = false;
         live = c;
         live_socket = &beast::get_lowest_layer(c->ws);
+        c->ws.next_layer().keep_alive_with(c); // the layer's own writes (a flush) hold the connection
         state_signal.cancel();
         read_next(c, gen);
         write_next(c, gen); // requests queued while disconnected
@@ -833,6 +809,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 return;
             }
             self->fsm.on_received(clock::now());
+            // Frames often come in bursts (one read, many replies): the requests their
+            // callers send next are held until the reader goes back to the socket, and
+            // leave in one write.
+            c->ws.next_layer().cork_until_read();
             const auto data = c->rx.cdata();
             self->dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
             c->rx.consume(c->rx.size());
@@ -876,14 +856,19 @@ struct session::impl : std::enable_shared_from_this<impl> {
             });
             return;
         }
+        auto& layer = c->ws.next_layer();
         if (to_send.empty()) {
-            c->cork(false); // the batch is complete: send it now
+            if (layer.corked()) // the burst is complete: it leaves in one write
+                layer.async_flush([self = shared_from_this(), c, gen](boost::system::error_code ec) {
+                    if (ec)
+                        self->connection_failed(gen, "write: " + ec.message());
+                });
             return;
         }
         pending_request& r = to_send.front();
         to_send.pop_front();
         if (!to_send.empty())
-            c->cork(true); // more frames queued behind this one: coalesce them
+            layer.cork(); // more frames queued behind this one: coalesce them
         r.written = true;
         awaiting.expect(r); // before writing: the reply may race the write's completion
         ++counters.requests_sent;
@@ -923,7 +908,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     /// Kicks the writer of the live connection, if any. The write starts at once (no
     /// extra scheduler hop on the latency path); requests queued while it is in flight
-    /// go out corked, as one batch.
+    /// leave together, in one write of the coalescing layer.
     void pump_writes()
     {
         std::visit(

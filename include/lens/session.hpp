@@ -3,7 +3,7 @@
 /// awaitable request/response multiplexer (docs/protocol.md §3).
 ///
 /// Any number of coroutines may have requests in flight on one session. One
-/// writer drains the send queue (a burst goes out corked, as few TCP segments);
+/// writer drains the send queue (a burst of queued requests leaves in one write);
 /// one reader matches each reply to the oldest pending request expecting that
 /// reply type (see detail/reply_matcher.hpp). Both are chains of completion
 /// handlers, and every timing rule of the channel (connect deadline, keepalive

@@ -104,3 +104,69 @@ TEST_CASE("error frames take the oldest request of any type - drain empties in s
     CHECK(m.empty());
     CHECK(m.oldest() == nullptr);
 }
+
+TEST_CASE("a reply is matched in O(1) however many requests of other types are pending")
+{
+    // 10,000 queries pending (a slow model), then one status request: its reply must not
+    // walk past the queries. The matcher counts the entries it examines.
+    lens::detail::reply_matcher<entry> m;
+    std::vector<entry> queries;
+    queries.reserve(10000);
+    for (int i = 0; i < 10000; ++i)
+        m.expect(queries.emplace_back("model.query", i));
+    entry status("session.status", -1);
+    m.expect(status);
+    const auto before = m.probes();
+    CHECK(m.match("session.status") == &status);
+    CHECK(m.probes() - before == 1);
+    CHECK(m.match("session.status") == nullptr); // no entry of that type: nothing examined
+    CHECK(m.probes() - before == 1);
+    CHECK(m.size() == 10000);
+    // The queries still answer in send order, whichever way they leave.
+    CHECK(m.match("model.query")->id == 0);
+    CHECK(m.oldest()->id == 1);
+    CHECK(m.match("model.query")->id == 2);
+    CHECK(m.probes() - before == 3);
+    m.drain([](entry&) {}); // the entries go before the matcher: unlink them first
+}
+
+TEST_CASE("error frames and matches interleave - each list sees removals made through the other")
+{
+    lens::detail::reply_matcher<entry> m;
+    entry a("session.status", 1), b("model.query", 2), c("session.status", 3), d("model.query", 4);
+    m.expect(a);
+    m.expect(b);
+    m.expect(c);
+    m.expect(d);
+    CHECK(m.oldest()->id == 1);                   // an error frame takes the status request...
+    CHECK(m.match("session.status")->id == 3);   // ...so the next status reply is the second one's
+    CHECK(m.match("model.query")->id == 2);
+    CHECK(m.oldest()->id == 4);
+    CHECK(m.empty());
+    CHECK(m.match("model.query") == nullptr);
+    // Entries can be expected again after leaving (a resend after a reconnect).
+    m.expect(d);
+    m.expect(a);
+    std::vector<int> drained;
+    m.drain([&](entry& e) { drained.push_back(e.id); });
+    CHECK(drained == std::vector<int>{4, 1});
+    CHECK(m.match("session.status") == nullptr);
+}
+
+TEST_CASE("many distinct request types do not grow the matcher without bound")
+{
+    // call() takes any type: lists of types no longer pending are let go past a few.
+    lens::detail::reply_matcher<entry> m;
+    for (int round = 0; round < 3; ++round) {
+        std::vector<entry> es;
+        es.reserve(100);
+        for (int i = 0; i < 100; ++i)
+            m.expect(es.emplace_back("custom." + std::to_string(i), i));
+        for (int i = 0; i < 50; ++i)
+            CHECK(m.match("custom." + std::to_string(i))->id == i);
+        for (int i = 50; i < 100; ++i)
+            CHECK(m.oldest()->id == i);
+        CHECK(m.empty());
+        CHECK(m.type_lists() <= 16);
+    }
+}
