@@ -127,6 +127,26 @@ void read_messages(websocket::stream<tcp::socket>& ws, std::size_t n, std::vecto
     });
 }
 
+/// `texts` written one after another by the client, and the server reading them all.
+struct delivery {
+    delivery(ws_pair& p, std::vector<std::string> texts) : writer(p.client)
+    {
+        writer.texts = std::move(texts);
+        read_messages(p.server, writer.texts.size(), received, buf);
+    }
+    sequential_writer writer;
+    std::vector<std::string> received;
+    beast::flat_buffer buf;
+};
+
+std::vector<std::string> numbered_frames(int n)
+{
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i)
+        out.push_back(frame_text(i));
+    return out;
+}
+
 } // namespace
 
 TEST_CASE("coalescing stream: a corked burst of frames leaves in one write, intact and in order")
@@ -134,12 +154,9 @@ TEST_CASE("coalescing stream: a corked burst of frames leaves in one write, inta
     asio::io_context ctx;
     ws_pair p(ctx, socket_pair(ctx));
     constexpr int n = 200;
-    sequential_writer w(p.client);
-    for (int i = 0; i < n; ++i)
-        w.texts.push_back(frame_text(i));
-    std::vector<std::string> received;
-    beast::flat_buffer buf;
-    read_messages(p.server, n, received, buf);
+    delivery d(p, numbered_frames(n));
+    auto& w = d.writer;
+    auto& received = d.received;
 
     bool written = false, flushed = false;
     std::size_t writes_before_flush = 0;
@@ -169,12 +186,9 @@ TEST_CASE("coalescing stream: uncorked lone writes go straight to the socket")
     asio::io_context ctx;
     ws_pair p(ctx, socket_pair(ctx));
     constexpr int n = 10;
-    sequential_writer w(p.client);
-    for (int i = 0; i < n; ++i)
-        w.texts.push_back(frame_text(i));
-    std::vector<std::string> received;
-    beast::flat_buffer buf;
-    read_messages(p.server, n, received, buf);
+    delivery d(p, numbered_frames(n));
+    auto& w = d.writer;
+    auto& received = d.received;
     bool written = false;
     w.done = [&](error_code ec) { written = !ec; };
     w.run();
@@ -193,12 +207,12 @@ TEST_CASE("coalescing stream: past the byte bound a writer waits for the write i
     constexpr std::size_t bound = 1000;
     constexpr int n = 40;
     p.client.next_layer().max_buffered(bound);
-    sequential_writer w(p.client);
+    std::vector<std::string> texts;
     for (int i = 0; i < n; ++i)
-        w.texts.emplace_back(300, char('a' + i % 26));
-    std::vector<std::string> received;
-    beast::flat_buffer buf;
-    read_messages(p.server, n, received, buf);
+        texts.emplace_back(300, char('a' + i % 26));
+    delivery d(p, std::move(texts));
+    auto& w = d.writer;
+    auto& received = d.received;
     bool written = false, flushed = false;
     const auto issued_before = p.client.next_layer().writes_issued();
     p.client.next_layer().cork();
@@ -288,12 +302,10 @@ TEST_CASE("coalescing stream: writes after a read are held until the next read s
     const std::string hello = "burst";
     p.server.text(true);
     p.server.async_write(asio::buffer(hello), [](error_code, std::size_t) {});
-    std::vector<std::string> received;
-    beast::flat_buffer sbuf, cbuf;
-    read_messages(p.server, n, received, sbuf);
-    sequential_writer w(p.client);
-    for (int i = 0; i < n; ++i)
-        w.texts.push_back(frame_text(i));
+    delivery d(p, numbered_frames(n));
+    auto& w = d.writer;
+    auto& received = d.received;
+    beast::flat_buffer cbuf;
     std::size_t writes_while_held = 99;
     bool read_again = false;
     p.client.async_read(cbuf, [&](error_code ec, std::size_t) {

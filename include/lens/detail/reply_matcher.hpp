@@ -72,7 +72,6 @@ public:
         const auto it = by_type_.find(request_type);
         if (it == by_type_.end() || it->second.empty())
             return nullptr;
-        ++probes_;
         Entry& e = static_cast<Entry&>(it->second.front());
         it->second.pop_front();
         list_.erase(list_.iterator_to(e));
@@ -110,10 +109,6 @@ public:
     std::size_t size() const noexcept { return list_.size(); }
     bool empty() const noexcept { return list_.empty(); }
 
-    /// For tests: how many entries `match` has examined so far (the front of its
-    /// type's list, one per match), the measure that a reply costs O(1).
-    std::size_t probes() const noexcept { return probes_; }
-
     /// For tests: how many per-type lists are kept.
     std::size_t type_lists() const noexcept { return by_type_.size(); }
 
@@ -138,7 +133,6 @@ private:
 
     boost::intrusive::list<Entry, boost::intrusive::constant_time_size<true>> list_;
     type_map by_type_;
-    std::size_t probes_ = 0;
 };
 
 } // namespace lens::detail
