@@ -15,8 +15,10 @@
 #include <lens/retry.hpp>
 
 #include "detail/channel_fsm.hpp"
+#include "detail/client_frames.hpp"
 #include "detail/coalescing_stream.hpp"
 #include "detail/endpoint.hpp"
+#include "detail/frame_reader.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/rest.hpp"
 
@@ -35,6 +37,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <cstring>
 #include <random>
 #include <type_traits>
 #include <variant>
@@ -151,19 +154,30 @@ struct inbox_entry {
 };
 
 
-/// One WebSocket connection and its read buffer. Completion handlers hold it by
-/// shared_ptr, so the stream outlives its last operation even after the session
-/// has moved on to the next connection.
+/// One WebSocket connection, its read buffer and its frame reader. Completion handlers
+/// hold it by shared_ptr, so the stream outlives its last operation even after the
+/// session has moved on to the next connection.
 ///
-/// Beast writes one message per call; the coalescing layer under it lets a burst of
-/// queued requests leave in one write (one system call, one TLS record run) instead of
-/// one per frame: the writer corks it while more requests are queued and flushes it when
-/// the queue is empty (write_next).
+/// Beast performs the upgrade and writes the frames. Beast writes one message per call;
+/// the coalescing layer under it lets a burst of queued requests leave in one write (one
+/// system call, one TLS record run) instead of one per frame: the writer corks it while
+/// more requests are queued and flushes it when the queue is empty (write_next).
+/// The session reads from the coalescing layer itself, into `rx`, and takes every frame
+/// a read brought in one go (detail::frame_reader): Beast would hand them over one per
+/// scheduler pass.
 template <class Stream>
 struct connection {
-    explicit connection(Stream&& s) : ws(std::move(s)) {}
+    connection(Stream&& s, std::size_t max_message) : ws(std::move(s)), frames(max_message) {}
     websocket::stream<detail::coalescing_stream<Stream>> ws;
     beast::flat_buffer rx;
+    detail::frame_reader frames;
+    std::string pong_payload; ///< the last ping's payload, echoed by the writer's pong
+    bool pong_due = false;    ///< a ping arrived: the writer answers it before anything else
+    /// How much the next read asks for: doubles while reads fill it (a burst), back to
+    /// the smallest when one does not. An idle session holds a buffer of this size.
+    std::size_t read_chunk = smallest_read;
+    static constexpr std::size_t smallest_read = 2048;
+    static constexpr std::size_t largest_read = 64 * 1024;
 };
 using tcp_connection = connection<beast::tcp_stream>;
 using tls_connection = connection<detail::http_connection::tls_stream>;
@@ -687,12 +701,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         auto conn = co_await detail::http_connection::connect(where, ep->tls_for(where), deadline, "session.connect");
         if (auto* plain = std::get_if<detail::http_connection::tcp_stream>(&conn->stream())) {
-            auto c = std::make_shared<tcp_connection>(std::move(*plain));
+            auto c = std::make_shared<tcp_connection>(std::move(*plain), opts.max_message_size);
             conn.reset();
             co_await handshake(c, deadline);
         } else {
             auto c = std::make_shared<tls_connection>(
-                std::move(std::get<detail::http_connection::tls_stream>(conn->stream())));
+                std::move(std::get<detail::http_connection::tls_stream>(conn->stream())), opts.max_message_size);
             conn.reset();
             co_await handshake(c, deadline);
         }
@@ -728,22 +742,14 @@ struct session::impl : std::enable_shared_from_this<impl> {
         lowest.expires_at(deadline); // the upgrade shares the attempt's deadline
         // The FSM owns the connection's timing (one timer for dead peer, keepalive and
         // heartbeat), so Beast's idle timeout is off: it would re-arm a timer on every
-        // frame. Its handshake timeout bounds the closing handshakes lens starts; it does
-        // not bound the one Beast starts itself after a bad frame (oversized, invalid
-        // UTF-8): Beast 1.81 arms no timer then and waits for the peer to end the
-        // connection. The dead-peer timer ends that wait (nothing is received meanwhile),
-        // so dead_peer_timeout bounds it (bad input: "a text frame of invalid UTF-8...").
+        // frame. Beast reads nothing after the upgrade (read_next does).
         websocket::stream_base::timeout timeouts;
         timeouts.handshake_timeout = opts.connect_timeout;
         timeouts.idle_timeout = websocket::stream_base::none();
         timeouts.keep_alive_pings = false;
         ws.set_option(timeouts);
-        ws.read_message_max(opts.max_message_size);
-        ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
-            fsm.on_received(clock::now());
-            if (kind == websocket::frame_type::pong)
-                ++counters.pongs_received;
-        });
+        // Frames sent right behind the 101 stay in the layer for read_next, not in Beast.
+        ws.next_layer().stop_reads_at_header_end();
         ws.set_option(websocket::stream_base::decorator([this](websocket::request_type& req) {
             ep->set_common_headers(req, where,
                                    opts.subprotocol_auth ? detail::endpoint::auth::websocket_subprotocol
@@ -801,79 +807,182 @@ struct session::impl : std::enable_shared_from_this<impl> {
     template <class Connection>
     void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        c->ws.async_read(c->rx, [self = shared_from_this(), c, gen](boost::system::error_code ec, std::size_t) {
-            if (gen != self->generation)
-                return; // an old connection's read, completing after its close
-            if (ec) {
-                self->read_failed(gen, ec, c->ws);
-                return;
-            }
-            self->fsm.on_received(clock::now());
-            // Frames often come in bursts (one read, many replies): the requests their
-            // callers send next are held until the reader goes back to the socket, and
-            // leave in one write.
-            c->ws.next_layer().cork_until_read();
-            const auto data = c->rx.cdata();
-            self->dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
-            c->rx.consume(c->rx.size());
-            if (c->rx.capacity() > 64 * 1024)
-                c->rx.shrink_to_fit(); // an idle session keeps a small buffer
-            if (gen == self->generation)
+        // Room for what the socket may have (a burst of replies), and at least for the
+        // rest of the frame begun; the reader bounds a frame by max_message_size first.
+        const auto have = c->rx.cdata();
+        const std::size_t missing =
+            c->frames.missing(std::string_view(static_cast<const char*>(have.data()), have.size()));
+        const std::size_t room = std::max<std::size_t>(c->read_chunk, std::min(missing, opts.max_message_size + 14));
+        c->ws.next_layer().async_read_some(
+            c->rx.prepare(room), [self = shared_from_this(), c, gen, room](boost::system::error_code ec, std::size_t n) {
+                if (gen != self->generation)
+                    return; // an old connection's read, completing after its close
+                if (ec) {
+                    self->connection_failed(gen, "read: " + ec.message());
+                    return;
+                }
+                c->rx.commit(n);
+                self->fsm.on_received(clock::now());
+                // Frames often come in bursts (one read, many replies): the requests their
+                // callers send next are held until the reader goes back to the socket, and
+                // leave in one write.
+                c->ws.next_layer().cork_until_read();
+                if (!self->take_frames(c, gen))
+                    return;
+                if (n == room) {
+                    c->read_chunk = std::min(c->read_chunk * 2, Connection::largest_read);
+                } else {
+                    c->read_chunk = Connection::smallest_read;
+                    if (c->rx.size() == 0 && c->rx.capacity() > 4 * Connection::smallest_read)
+                        c->rx.shrink_to_fit(); // the burst is over: an idle session keeps a small buffer
+                }
                 self->read_next(c, gen);
-        });
+            });
     }
 
-    template <class WebSocket>
-    void read_failed(std::uint64_t gen, boost::system::error_code ec, const WebSocket& ws)
+    /// Handles every complete frame in the read buffer. False once the connection is
+    /// over (a close frame, a protocol error, or a stop while dispatching).
+    template <class Connection>
+    bool take_frames(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        if (ec == websocket::error::message_too_big) {
-            ++counters.oversize_disconnects;
-            connection_failed(gen, "a frame over max_message_size (" + std::to_string(opts.max_message_size) +
+        using kind = detail::frame_reader::kind;
+        for (;;) {
+            const auto data = c->rx.cdata();
+            const auto f = c->frames.next(std::string_view(static_cast<const char*>(data.data()), data.size()));
+            switch (f.what) {
+            case kind::need_more:
+                return true;
+            case kind::fragment:
+                break;
+            case kind::message:
+                dispatch(f.payload);
+                break;
+            case kind::ping:
+                c->pong_payload.assign(f.payload);
+                c->pong_due = true;
+                break;
+            case kind::pong:
+                ++counters.pongs_received;
+                break;
+            case kind::close: {
+                std::string why = "closed by the server (code " + std::to_string(f.close_code);
+                if (!f.payload.empty())
+                    why += ": " + std::string(f.payload);
+                end_with_close(c, gen, f.close_code, why + ")");
+                return false;
+            }
+            case kind::failed:
+                // "Fail the WebSocket Connection" (RFC 6455 §7.1.7): a close frame with
+                // the reason, then the TCP connection ends without waiting for the peer.
+                if (f.error == websocket::error::message_too_big) {
+                    ++counters.oversize_disconnects;
+                    end_with_close(c, gen, 1009,
+                                   "a frame over max_message_size (" + std::to_string(opts.max_message_size) +
                                        " bytes) was refused");
-        } else if (ec == websocket::error::closed) {
-            std::string why = "closed by the server (code " + std::to_string(ws.reason().code);
-            if (!ws.reason().reason.empty())
-                why += ": " + std::string(ws.reason().reason.data(), ws.reason().reason.size());
-            connection_failed(gen, why + ")");
-        } else {
-            connection_failed(gen, "read: " + ec.message());
+                } else {
+                    end_with_close(c, gen, f.error == websocket::error::bad_frame_payload ? 1007 : 1002,
+                                   "read: " + f.error.message());
+                }
+                return false;
+            }
+            c->rx.consume(f.consumed);
+            if (gen != generation)
+                return false; // the session stopped or dropped the connection meanwhile
+            if (c->pong_due)
+                pump_writes();
         }
     }
 
-    /// Starts the next write if none is in flight: a keepalive ping first, then the
-    /// queued requests in order, back to back.
+    /// Ends the connection with a close frame of `code` (the answer to the server's close,
+    /// RFC 6455 §5.5.1, or the reason this client fails the connection), written when the
+    /// writer is free; the TCP connection ends once it is written. A writer in the middle
+    /// of a message cannot be interrupted by a frame: then the TCP connection just ends.
+    template <class Connection>
+    void end_with_close(const std::shared_ptr<Connection>& c, std::uint64_t gen, std::uint16_t code, std::string why)
+    {
+        if (writing) {
+            connection_failed(gen, std::move(why));
+            return;
+        }
+        writing = true; // nothing else is written on this connection
+        auto& layer = c->ws.next_layer();
+        const std::string frame = detail::client_close_frame(code);
+        std::memcpy(layer.append(frame.size()), frame.data(), frame.size());
+        layer.async_flush([self = shared_from_this(), c, gen, why = std::move(why)](boost::system::error_code) {
+            self->connection_failed(gen, why);
+        });
+    }
+
+    /// Starts the next write if none is in flight: a pong owed to the server first, then
+    /// a keepalive ping, then the queued requests in order. The frames are encoded into
+    /// the coalescing layer's buffer (detail::client_frames) and leave in one write, up to
+    /// the layer's bound; what is queued meanwhile leaves in the next. A frame too large
+    /// to be worth copying is written by Beast on its own.
     template <class Connection>
     void write_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
         if (writing || gen != generation || !fsm.connected())
             return;
+        auto& layer = c->ws.next_layer();
+        bool frames = false;
+        if (c->pong_due) {
+            c->pong_due = false;
+            append_frame(layer, detail::ws_opcode::pong, c->pong_payload);
+            frames = true;
+        }
         if (ping_due) {
             ping_due = false;
-            writing = true;
-            fsm.on_write_started(clock::now(), false);
-            c->ws.async_ping({}, [self = shared_from_this(), c, gen](boost::system::error_code ec) {
-                self->write_done(c, gen, ec, false);
-            });
-            return;
+            append_frame(layer, detail::ws_opcode::ping, {});
+            frames = true;
         }
-        auto& layer = c->ws.next_layer();
-        if (to_send.empty()) {
-            if (layer.corked()) // the burst is complete: it leaves in one write
+        bool requests = false;
+        while (!to_send.empty() && layer.buffered() < layer.max_buffered()) {
+            pending_request& r = to_send.front();
+            const bool large = r.frame.size() > layer.max_buffered();
+            if (large && (frames || requests))
+                break; // it goes next, on its own
+            to_send.pop_front();
+            r.written = true;
+            awaiting.expect(r); // before writing: the reply may race the write's completion
+            ++counters.requests_sent;
+            if (r.request_type == "session.destroy")
+                fsm.on_destroy_sent();
+            if (large) {
+                write_large(c, gen, r);
+                return;
+            }
+            append_frame(layer, detail::ws_opcode::binary, r.frame);
+            requests = true;
+            // Copied into the layer: unless it may be resent, the frame is never needed again.
+            if (!r.idempotent || r.abandoned)
+                free_frame(r);
+        }
+        if (!frames && !requests) {
+            if (layer.buffered() > 0 || layer.corked()) // held by a cork: it leaves now
                 layer.async_flush([self = shared_from_this(), c, gen](boost::system::error_code ec) {
                     if (ec)
                         self->connection_failed(gen, "write: " + ec.message());
                 });
             return;
         }
-        pending_request& r = to_send.front();
-        to_send.pop_front();
-        if (!to_send.empty())
-            layer.cork(); // more frames queued behind this one: coalesce them
-        r.written = true;
-        awaiting.expect(r); // before writing: the reply may race the write's completion
-        ++counters.requests_sent;
-        if (r.request_type == "session.destroy")
-            fsm.on_destroy_sent();
+        writing = true;
+        fsm.on_write_started(clock::now(), requests);
+        layer.async_flush([self = shared_from_this(), c, gen, requests](boost::system::error_code ec) {
+            self->write_done(c, gen, ec, requests);
+        });
+    }
+
+    template <class Layer>
+    static void append_frame(Layer& layer, detail::ws_opcode op, std::string_view payload)
+    {
+        detail::encode_client_frame(layer.append(detail::client_frame_size(payload.size())), op, payload);
+    }
+
+    /// A frame over the layer's bound, written by Beast (masked in Beast's own small
+    /// buffer, in pieces) rather than copied whole.
+    template <class Connection>
+    void write_large(const std::shared_ptr<Connection>& c, std::uint64_t gen, pending_request& r)
+    {
         writing = true;
         ++r.writes_in_flight;
         fsm.on_write_started(clock::now(), true);

@@ -28,7 +28,11 @@
 //   than the socket waits instead of growing the buffers. A write always fits an empty buffer.
 // - A failed write of the layer fails every waiting writer and every later write and
 //   flush with its error (the connection is broken: its owner drops it).
-// - Reads are forwarded untouched (Beast already parses several frames per read).
+// - Reads are forwarded untouched, with one exception: while `stop_reads_at_header_end()`
+//   is in force (the WebSocket upgrade), a read ends at the end of the HTTP header block
+//   and the bytes after it are held for the next read. Beast reads the upgrade's response
+//   into a buffer of its own; frames a server sends right behind its 101 would stay there,
+//   out of reach of the session's frame reader, which reads from this layer.
 //
 // Lifetimes: like any Asio stream, the layer must outlive its operations. Its own writes
 // (a flush, a chained burst) have no caller's handler to keep it alive, so its owner may
@@ -50,6 +54,7 @@
 #include <boost/beast/websocket/teardown.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -90,6 +95,17 @@ public:
     /// `async_flush`): a read brought a burst of frames, and what answering them writes
     /// leaves together once they are all handled and the reader goes back to the socket.
     void cork_until_read() noexcept { read_corked_ = true; }
+
+    /// Room for `n` more bytes at the end of the buffer being filled, for an owner that
+    /// encodes its frames in place; they leave with the next write (`async_flush`, or the
+    /// end of the write in flight). Call it only between the writes of the stream above
+    /// (never in the middle of one of Beast's frames).
+    char* append(std::size_t n)
+    {
+        const auto at = filling_.size();
+        filling_.resize(at + n);
+        return filling_.data() + at;
+    }
 
     /// Bytes accepted and not yet handed to the next layer.
     std::size_t buffered() const noexcept { return filling_.size(); }
@@ -133,8 +149,18 @@ public:
             write_op<ConstBufferSequence>{*this, buffers}, token, next_);
     }
 
-    /// Reads are forwarded untouched; a read ends `cork_until_read`: nothing written is
-    /// held while its writer waits for the peer.
+    /// Until the end of the next HTTP header block ("\r\n\r\n"), reads stop there; what
+    /// follows it is held and given to the next read.
+    void stop_reads_at_header_end() noexcept
+    {
+        header_scan_ = 0;
+        scanning_header_ = true;
+    }
+    /// Bytes read past the header block and not yet given to a reader.
+    std::size_t held() const noexcept { return held_.size(); }
+
+    /// Reads are forwarded untouched (but see `stop_reads_at_header_end`); a read ends
+    /// `cork_until_read`: nothing written is held while its writer waits for the peer.
     template <class MutableBufferSequence, class Token>
     auto async_read_some(const MutableBufferSequence& buffers, Token&& token)
     {
@@ -143,10 +169,80 @@ public:
             if (!corked_ && !writing_ && !filling_.empty())
                 start_write();
         }
+        if (scanning_header_ || !held_.empty())
+            return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
+                read_op<MutableBufferSequence>{*this, buffers}, token, next_);
         return next_.async_read_some(buffers, std::forward<Token>(token));
     }
 
 private:
+    template <class Buffers>
+    struct read_op {
+        coalescing_stream& s;
+        Buffers buffers;
+        bool started = false;
+        std::size_t given = 0;
+
+        template <class Self>
+        void operator()(Self& self, error_code ec = {}, std::size_t n = 0)
+        {
+            if (!started) {
+                started = true;
+                if (!s.held_.empty()) { // held bytes first, without touching the socket
+                    given = boost::asio::buffer_copy(buffers, boost::asio::buffer(s.held_));
+                    s.held_.erase(s.held_.begin(), s.held_.begin() + static_cast<std::ptrdiff_t>(given));
+                    if (s.held_.empty())
+                        std::vector<char>().swap(s.held_);
+                    boost::asio::post(boost::beast::bind_front_handler(std::move(self), error_code{}, given));
+                    return;
+                }
+                s.next_.async_read_some(buffers, std::move(self));
+                return;
+            }
+            if (given > 0 || ec || !s.scanning_header_) {
+                self.complete(ec, given > 0 ? given : n);
+                return;
+            }
+            self.complete(ec, s.hold_after_header(buffers, n));
+        }
+    };
+
+    /// Looks for the end of the header block in the `n` bytes just read into `buffers`;
+    /// moves what follows it into held_ and returns the bytes that stay with the reader.
+    template <class Buffers>
+    std::size_t hold_after_header(const Buffers& buffers, std::size_t n)
+    {
+        std::size_t at = 0;
+        for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers);
+             ++it) {
+            const auto* p = static_cast<const char*>((*it).data());
+            const std::size_t len = std::min((*it).size(), n - at);
+            for (std::size_t i = 0; i < len; ++i) {
+                static constexpr char end[] = "\r\n\r\n";
+                header_scan_ = p[i] == end[header_scan_] ? header_scan_ + 1 : (p[i] == '\r' ? 1 : 0);
+                if (header_scan_ == 4) {
+                    scanning_header_ = false;
+                    const std::size_t keep = at + i + 1;
+                    // Everything after `keep`, across the rest of the buffers, is held.
+                    std::size_t skipped = 0;
+                    for (auto jt = boost::asio::buffer_sequence_begin(buffers);
+                         jt != boost::asio::buffer_sequence_end(buffers) && skipped < n; ++jt) {
+                        const auto* q = static_cast<const char*>((*jt).data());
+                        const std::size_t qlen = std::min((*jt).size(), n - skipped);
+                        const std::size_t from = keep > skipped ? std::min(keep - skipped, qlen) : 0;
+                        held_.insert(held_.end(), q + from, q + qlen);
+                        skipped += qlen;
+                    }
+                    return keep;
+                }
+            }
+            at += len;
+            if (at == n)
+                break;
+        }
+        return n;
+    }
+
     template <class Buffers>
     struct write_op {
         coalescing_stream& s;
@@ -274,6 +370,9 @@ private:
     std::size_t waiters_ = 0;
     std::vector<boost::asio::any_completion_handler<void(error_code)>> flushes_;
     std::weak_ptr<void> owner_;
+    std::vector<char> held_;       ///< read past the end of a header block, for the next read
+    bool scanning_header_ = false; ///< stop_reads_at_header_end() in force
+    int header_scan_ = 0;          ///< how much of "\r\n\r\n" the last bytes matched
 };
 
 /// Beast's closing handshake ends with a teardown of the next layer: what is still

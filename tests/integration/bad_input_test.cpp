@@ -26,11 +26,13 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <functional>
 #include <memory>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -75,6 +77,7 @@ public:
     std::function<script(std::size_t connection)> on_connection;
     std::size_t connections = 0;        ///< TCP connections accepted
     std::vector<std::string> heads;     ///< request heads (method, target, headers), in order
+    std::map<std::size_t, std::string> drained; ///< what the client sent while a connection was held open
 
     explicit raw_peer(asio::any_io_executor ex)
         : acceptor_(ex, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0))
@@ -160,6 +163,7 @@ private:
                 auto [ec, n] = co_await s->socket().async_receive(asio::buffer(sink), nothrow);
                 if (ec)
                     co_return;
+                drained[index].append(sink, n);
             }
         }
         boost::system::error_code ignored;
@@ -470,22 +474,60 @@ TEST_CASE("bad input: WebSocket - a text frame of invalid UTF-8 fails the connec
     peer.start();
     run_with(f, peer, [&]() -> task<void> {
         auto so = quick_session();
-        // Beast answers the bad frame with a close (1007) and waits for the peer to end
-        // the connection, which this peer never does; Beast's own timer is off in that
-        // state, so the dead-peer timer ends the wait.
-        so.dead_peer_timeout = 400ms;
+        so.dead_peer_timeout = 30s; // not what ends the connection: the client does, at once
         auto s = co_await lens::session::open(config_at(f, peer.http_endpoint()), peer.ws_url(), so);
         auto e = co_await expect_error(errc::connection_lost, [&] { return s.call("x", json::object(), within(5s)); });
         CHECK(contains(e.what(), "x: connection lost"));
-        CHECK(contains(e.what(), "dead peer"));
-        CHECK(s.stats().dead_peer_disconnects == 1);
+        CHECK(contains(e.what(), "not valid utf8"));
         CHECK(co_await lens::test::eventually([&] { return s.stats().connects == 2; }));
-        // A peer that ends the connection after the client's close: the loss quotes Beast.
+        // The client failed the connection with a close frame of code 1007 (masked, RFC
+        // 6455 §5.3), after its request frame, and did not wait for the peer's answer.
+        const std::string& sent = peer.drained[0];
+        REQUIRE(sent.size() >= 8);
+        const std::string close = sent.substr(sent.size() - 8);
+        CHECK(static_cast<unsigned char>(close[0]) == 0x88);
+        CHECK(static_cast<unsigned char>(close[1]) == 0x82);
+        const int code = ((static_cast<unsigned char>(close[6]) ^ static_cast<unsigned char>(close[2])) << 8) |
+                         (static_cast<unsigned char>(close[7]) ^ static_cast<unsigned char>(close[3]));
+        CHECK(code == 1007);
+        // A peer that ends the connection itself: the same.
         auto e2 = co_await expect_error(errc::connection_lost, [&] { return s.call("x", json::object(), within(5s)); });
         CHECK(contains(e2.what(), "x: connection lost"));
-        CHECK(s.stats().dead_peer_disconnects == 1);
+        CHECK(s.stats().dead_peer_disconnects == 0);
         CHECK(co_await lens::test::eventually([&] { return s.stats().connects == 3; }));
         CHECK(peer.connections == 3);
+    });
+}
+
+TEST_CASE("bad input: WebSocket - frames sent in the same write as the 101 response are not lost")
+{
+    fixture f;
+    f.watchdog = 10s;
+    raw_peer peer(f.ctx.get_executor());
+    peer.on_connection = [&](std::size_t) {
+        // The upgrade answered by hand, with two frames right behind it in one write:
+        // Beast reads the response; the frames must still reach the session's reader.
+        const std::string& head = peer.heads.back();
+        const auto at = head.find("Sec-WebSocket-Key: ") + 19;
+        const std::string key = head.substr(at, head.find("\r\n", at) - at);
+        websocket::detail::sec_ws_accept_type accept;
+        websocket::detail::make_sec_ws_accept(accept, key);
+        script s;
+        s.prefix = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: " + std::string(accept.data(), accept.size()) + "\r\n\r\n" +
+                   ws_frame("{\"type\":\"hello\",\"n\":1}") + ws_frame("{\"type\":\"hello\",\"n\":2}");
+        s.hold_open = true;
+        return s;
+    };
+    peer.start();
+    run_with(f, peer, [&]() -> task<void> {
+        auto s = co_await lens::session::open(config_at(f, peer.http_endpoint()), peer.ws_url(), quick_session());
+        for (int n = 1; n <= 2; ++n) {
+            auto v = co_await s.receive(5s);
+            REQUIRE(v.has_value());
+            CHECK(v->at("n").as_int64() == n);
+        }
+        CHECK(s.stats().connects == 1);
     });
 }
 
