@@ -823,10 +823,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
                 }
                 c->rx.commit(n);
                 self->fsm.on_received(clock::now());
-                // Frames often come in bursts (one read, many replies): the requests their
-                // callers send next are held until the reader goes back to the socket, and
-                // leave in one write.
-                c->ws.next_layer().cork_until_read();
                 if (!self->take_frames(c, gen))
                     return;
                 if (n == room) {

@@ -4,24 +4,19 @@
 //     websocket::stream<coalescing_stream<ssl::stream<beast::tcp_stream>>>
 //
 // Beast writes one message per async_write and each one reaches the socket as its own
-// write (one sendmsg, or one SSL_write, per frame). When its owner knows that a burst of
-// frames is coming (several requests queued), it `cork()`s the layer: the frames Beast
-// writes are then copied into a buffer and their writes complete at once (posted, never
-// inline) without a system call; `async_flush()` hands the whole burst to the next layer
-// in ONE write. Beast's own frames (automatic pongs, close) pass through the same layer,
-// so the order on the wire is the order Beast wrote in: nothing goes to the socket beside
-// Beast.
+// write (one sendmsg, or one SSL_write, per frame). The session encodes its frames itself
+// into this layer's buffer (`append`), and `async_flush()` hands the whole burst to the
+// next layer in ONE write. An owner that lets Beast write a burst `cork()`s the layer: the
+// frames Beast writes are then copied into the buffer and their writes complete at once
+// (posted, never inline) without a system call, until the flush. Everything goes to the
+// socket through this layer, so the order on the wire is the order of the writes.
 //
 // The rules:
 // - Idle and not corked, a write goes straight to the next layer (no copy, no extra hop):
 //   a lone request costs what it cost without the layer.
 // - While corked, or while a write of the layer is in flight, writes are appended to the
 //   buffer being filled; the one in flight is a second buffer (double buffering).
-// - Two corks: `cork()` until `async_flush()` (the owner knows a burst is queued), and
-//   `cork_until_read()` until the next read starts on the layer (a read brought several
-//   frames; what answering them writes leaves together when the reader goes back to the
-//   socket). A read never starts while written bytes are held for that reason: the peer
-//   is never waited for while it cannot have the request.
+// - `cork()` holds writes until `async_flush()` (the owner knows a burst is queued).
 // - The buffer is bounded (`max_buffered`): a write that would pass the bound starts the
 //   write of the full buffer (even while corked) and goes into the other one; when that
 //   one is full too, writers wait until the write in flight completes. So a writer faster
@@ -91,11 +86,6 @@ public:
     void cork() noexcept { corked_ = true; }
     bool corked() const noexcept { return corked_; }
 
-    /// Writes are held in the buffer until the next read is started on this layer (or
-    /// `async_flush`): a read brought a burst of frames, and what answering them writes
-    /// leaves together once they are all handled and the reader goes back to the socket.
-    void cork_until_read() noexcept { read_corked_ = true; }
-
     /// Room for `n` more bytes at the end of the buffer being filled, for an owner that
     /// encodes its frames in place; they leave with the next write (`async_flush`, or the
     /// end of the write in flight). Call it only between the writes of the stream above
@@ -120,7 +110,7 @@ public:
     /// Each write of the layer holds `owner` while in flight (the object owning this stream).
     void keep_alive_with(std::weak_ptr<void> owner) noexcept { owner_ = std::move(owner); }
 
-    /// Ends both corks and writes what is buffered. Completes (`void(error_code)`) once
+    /// Ends the cork and writes what is buffered. Completes (`void(error_code)`) once
     /// what was buffered is written (no write in flight), or with the error of the
     /// write that failed.
     template <class Token>
@@ -129,7 +119,6 @@ public:
         return boost::asio::async_initiate<Token, void(error_code)>(
             [this](auto handler) {
                 corked_ = false;
-                read_corked_ = false;
                 if (failed_ || (!writing_ && filling_.empty())) {
                     const auto ex = boost::asio::get_associated_executor(handler, get_executor());
                     boost::asio::post(ex, boost::beast::bind_front_handler(std::move(handler), failed_));
@@ -159,16 +148,10 @@ public:
     /// Bytes read past the header block and not yet given to a reader.
     std::size_t held() const noexcept { return held_.size(); }
 
-    /// Reads are forwarded untouched (but see `stop_reads_at_header_end`); a read ends
-    /// `cork_until_read`: nothing written is held while its writer waits for the peer.
+    /// Reads are forwarded untouched (but see `stop_reads_at_header_end`).
     template <class MutableBufferSequence, class Token>
     auto async_read_some(const MutableBufferSequence& buffers, Token&& token)
     {
-        if (read_corked_) {
-            read_corked_ = false;
-            if (!corked_ && !writing_ && !filling_.empty())
-                start_write();
-        }
         if (scanning_header_ || !held_.empty())
             return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
                 read_op<MutableBufferSequence>{*this, buffers}, token, next_);
@@ -355,13 +338,12 @@ private:
         }
     }
 
-    bool holding() const noexcept { return corked_ || read_corked_; }
+    bool holding() const noexcept { return corked_; }
 
     NextLayer next_;
     std::vector<char> filling_; ///< accepted, waiting for the next write
     std::vector<char> sending_; ///< the layer's write in flight
-    bool corked_ = false;      ///< cork() until async_flush
-    bool read_corked_ = false; ///< cork_until_read() until the next read starts
+    bool corked_ = false; ///< cork() until async_flush
     bool writing_ = false;
     error_code failed_;
     std::size_t max_buffered_ = default_max_buffered;
