@@ -1,29 +1,31 @@
-// End-to-end SSE: typed events per second from the emulator to lens::event_stream,
-// emulator and client on ONE thread (one io_context), over loopback.
+// Typed SSE events end to end: lens::event_stream against a raw Beast loop doing the same
+// work (HTTP read + lens::sse::parser + boost::json::parse per event), on the same stream,
+// from a server in another process.
 //
-//   build/bin/bench_sse_events [--events N] [--runs R]
+//   build/bin/bench_sse_events [--events N] [--rounds R] [--memory-events M]
 //
-// Rows:
-//   event_stream replay   the session's N events are logged, then each run opens a
-//                         new lens::event_stream and reads all of them and the end
-//                         (emulator formatting + HTTP + parse + JSON + typed decode)
-//   raw beast replay      the same bytes read by a bare Beast loop feeding
-//                         lens::sse::parser and boost::json::parse (no queue, no
-//                         typed events): the floor event_stream is compared with
-//   event_stream live     events produced while consumed (result_interval 0)
-//   event_stream replay, chunk_size 64 / CR line ends: the emulator's fault knobs
-// plus the parser alone on the same bytes. Median of R runs.
-#include <lens/client.hpp>
-#include <lens/emulator.hpp>
+// The server (forked at start, one thread) answers every GET with a close-delimited
+// text/event-stream of N events shaped as the emulator's CSV `inference.result` events
+// (`id: k`, one JSON `data:` line of ~230 bytes), opened by `sse.stream.start` and ended
+// by `sse.stream.end`, written in 256 KiB pieces: it formats events far faster than a
+// client parses them, so the client is what is measured. Rounds alternate lens and raw;
+// each row is the median [min-max] over the rounds of events/s, client CPU µs per event
+// (getrusage) and the server's CPU share. Then one lens stream of M events: heap in use
+// (mallinfo2) sampled every M/10 events, to show it stays flat.
+#include "bench_support.hpp"
+
+#include <lens/config.hpp>
 #include <lens/event_stream.hpp>
 #include <lens/sse/parser.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -31,7 +33,6 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
@@ -39,96 +40,149 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
+
+#include <malloc.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
-using clock_type = std::chrono::steady_clock;
+using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class T>
-T run(asio::io_context& ctx, asio::awaitable<T> work)
+/// Appends event `k` as the emulator would send it (an inference.result of the CSV reader).
+void append_event(std::string& out, std::uint64_t k)
 {
-    auto f = asio::co_spawn(ctx, std::move(work), asio::use_future);
-    ctx.restart();
-    while (f.wait_for(0s) != std::future_status::ready)
-        ctx.run_one();
-    return f.get();
+    char line[512];
+    const unsigned h = static_cast<unsigned>(k * 2654435761u);
+    const int healthy = static_cast<int>(h % 100);
+    const int n = std::snprintf(
+        line, sizeof line,
+        "id: %llu\ndata: {\"type\":\"inference.result\",\"event_data\":{\"response\":[\"%s\",{\"HEALTHY\":0.%02d,"
+        "\"BROKEN\":0.%02d}],\"query_id\":\"qry-%016llx\",\"query_metadata\":{\"window\":%llu,\"rows\":[%llu,%llu],"
+        "\"num_rows\":1,\"file_id\":\"bench.csv\",\"stream_type\":\"csv_file_reader\"}}}\n\n",
+        static_cast<unsigned long long>(k), healthy >= 50 ? "HEALTHY" : "BROKEN", healthy, 99 - healthy,
+        static_cast<unsigned long long>(k) * 0x9e3779b97f4a7c15ull, static_cast<unsigned long long>(k - 1),
+        static_cast<unsigned long long>(k - 1), static_cast<unsigned long long>(k - 1));
+    out.append(line, static_cast<std::size_t>(n));
 }
 
-/// Reads `events` lens events (stream markers aside) from a session, then destroys it.
-asio::awaitable<std::size_t> drain_and_destroy(lens::client& client, const lens::config& cfg, std::string id,
-                                               std::size_t events)
+/// The server: every GET gets `count` events (the count is the target's last segment
+/// when it is a number, else `default_count`), then the end marker and a close.
+asio::awaitable<void> serve(tcp::socket sock, std::uint64_t default_count)
 {
-    lens::event_stream s(co_await asio::this_coro::executor, cfg, id);
-    std::size_t n = 0;
-    while (auto ev = co_await s.next())
-        if (!ev->type.starts_with("sse.stream.") && ++n == events)
-            break;
-    co_await client.destroy_session(id);
-    co_return n;
+    beast::flat_buffer buf;
+    http::request<http::empty_body> req;
+    auto [ec, n] = co_await http::async_read(sock, buf, req, asio::as_tuple(asio::use_awaitable));
+    if (ec)
+        co_return;
+    std::uint64_t count = default_count;
+    const std::string target(req.target());
+    const auto slash = target.rfind('/');
+    if (slash != std::string::npos && slash + 1 < target.size() && std::isdigit(target[slash + 1]))
+        count = std::strtoull(target.c_str() + slash + 1, nullptr, 10);
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        "data: {\"type\":\"sse.stream.start\",\"session_id\":\"lsn-bench\",\"reader_id\":\"bench\"}\n\n";
+    for (std::uint64_t k = 1; k <= count; ++k) {
+        append_event(out, k);
+        if (out.size() >= 256 * 1024 || k == count) {
+            if (k == count)
+                out += "data: {\"type\":\"sse.stream.end\",\"session_id\":\"lsn-bench\"}\n\n";
+            auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
+            if (wec)
+                co_return;
+            out.clear();
+        }
+    }
+    boost::system::error_code ignored;
+    sock.shutdown(tcp::socket::shutdown_send, ignored);
+    char sink[256];
+    co_await sock.async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable)); // the client's close
 }
 
-std::string make_csv(std::size_t rows)
+/// Forks the server; returns its pid and port.
+std::pair<pid_t, unsigned short> start_server(std::uint64_t default_count)
 {
-    std::string csv = "timestamp,a1,a2,a3\n";
-    for (std::size_t i = 0; i < rows; ++i)
-        csv += std::to_string(1000 + i) + "," + std::to_string(i % 7) + ".5," + std::to_string(i * 3 % 11) + ",0." +
-               std::to_string(i % 10) + "\n";
-    return csv;
+    int fds[2];
+    if (pipe(fds) != 0)
+        std::exit(1);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        asio::io_context ctx(1);
+        tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        const unsigned short port = acceptor.local_endpoint().port();
+        if (write(fds[1], &port, sizeof port) != sizeof port)
+            _exit(1);
+        close(fds[1]);
+        asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+            for (;;) {
+                auto sock = co_await acceptor.async_accept(asio::use_awaitable);
+                asio::co_spawn(ctx, serve(std::move(sock), default_count), asio::detached);
+            }
+        }, asio::detached);
+        ctx.run();
+        _exit(0);
+    }
+    close(fds[1]);
+    unsigned short port = 0;
+    if (read(fds[0], &port, sizeof port) != sizeof port)
+        std::exit(1);
+    close(fds[0]);
+    return {pid, port};
 }
 
-lens::config config_for(const lens::emulator::server& emu)
+/// lens::event_stream: events read until the end; `sample` called every `every` events.
+asio::awaitable<std::size_t> read_lens(unsigned short port, std::uint64_t count, std::uint64_t every = 0,
+                                       std::vector<double>* heap_mib = nullptr)
 {
     lens::config cfg;
-    cfg.endpoint = emu.endpoint();
-    cfg.api_key = emu.api_key();
+    cfg.endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v0.5";
+    cfg.api_key = "bench-key";
     cfg.timeout = 60s;
-    return cfg;
-}
-
-/// Reads a whole stream with lens::event_stream; returns the events (end included).
-asio::awaitable<std::size_t> read_typed(lens::config cfg, std::string id)
-{
     lens::event_stream_options o;
     o.idle_timeout = 60s;
-    lens::event_stream s(co_await asio::this_coro::executor, cfg, id, o);
+    lens::event_stream s(co_await asio::this_coro::executor, cfg, std::to_string(count), o);
     std::size_t n = 0;
-    while (auto ev = co_await s.next())
+    while (auto ev = co_await s.next()) {
         n += ev->kind() != lens::event_kind::heartbeat;
+        if (every != 0 && n % every == 0)
+            heap_mib->push_back(static_cast<double>(mallinfo2().uordblks) / 1048576.0);
+    }
     co_return n;
 }
 
-/// The same with a bare Beast loop, the parser and boost::json::parse; also captures the body.
-asio::awaitable<std::size_t> read_raw(unsigned short port, std::string id, std::string* body_out)
+/// The same stream with Beast, the parser and json::parse per event: the floor.
+asio::awaitable<std::size_t> read_raw(unsigned short port, std::uint64_t count)
 {
     beast::tcp_stream s(co_await asio::this_coro::executor);
-    co_await s.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
-    http::request<http::empty_body> req(http::verb::get, "/v0.5/lens/sessions/consumer/" + id, 11);
+    co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
+    http::request<http::empty_body> req(http::verb::get, "/v0.5/lens/sessions/consumer/" + std::to_string(count), 11);
     req.set(http::field::host, "127.0.0.1");
-    req.set(http::field::authorization, "Bearer emulator-key");
+    req.set(http::field::authorization, "Bearer bench-key");
     req.set(http::field::accept, "text/event-stream");
     co_await http::async_write(s, req, asio::use_awaitable);
     beast::flat_buffer buf;
     http::response_parser<http::buffer_body> p;
     p.body_limit(boost::none);
     co_await http::async_read_header(s, buf, p, asio::use_awaitable);
+    buf.reserve(64 * 1024); // Beast reads at most the free room: 512 bytes otherwise
     lens::sse::parser sp;
     std::size_t n = 0;
-    std::vector<char> chunk(16 * 1024);
+    std::vector<char> chunk(64 * 1024);
     while (!p.is_done()) {
         p.get().body().data = chunk.data();
         p.get().body().size = chunk.size();
         auto [ec, k] = co_await http::async_read_some(s, buf, p, asio::as_tuple(asio::use_awaitable));
         const std::size_t got = chunk.size() - p.get().body().size;
-        if (body_out)
-            body_out->append(chunk.data(), got);
         sp.feed(std::string_view(chunk.data(), got), [&](const lens::sse::event& e) {
             json::error_code jec;
             auto v = json::parse(e.data, jec);
@@ -140,119 +194,102 @@ asio::awaitable<std::size_t> read_raw(unsigned short port, std::string id, std::
     co_return n;
 }
 
-double median(std::vector<double> v)
+template <class T>
+T run(asio::io_context& ctx, asio::awaitable<T> work)
 {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    auto f = asio::co_spawn(ctx, std::move(work), asio::use_future);
+    ctx.restart();
+    ctx.run();
+    return f.get();
 }
 
-struct row {
-    const char* name;
-    double events_per_s;
-    double mb_per_s;
+struct sample {
+    double events_per_s, cpu_us_per_event, server_share;
 };
 
-void print(const row& r)
+std::string cell(std::vector<double> v, const char* fmt)
 {
-    std::printf("%-36s %14.0f %10.1f\n", r.name, r.events_per_s, r.mb_per_s);
+    std::sort(v.begin(), v.end());
+    char out[96];
+    char a[32], b[32], c[32];
+    std::snprintf(a, sizeof a, fmt, v[v.size() / 2]);
+    std::snprintf(b, sizeof b, fmt, v.front());
+    std::snprintf(c, sizeof c, fmt, v.back());
+    std::snprintf(out, sizeof out, "%s [%s-%s]", a, b, c);
+    return out;
 }
 
 } // namespace
 
 int main(int argc, char** argv)
 {
-    std::size_t events = 20000;
-    int runs = 5;
+    std::uint64_t events = 300000, memory_events = 3000000;
+    int rounds = 5;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (std::strcmp(argv[i], "--events") == 0)
-            events = std::max<std::size_t>(10, std::strtoull(argv[i + 1], nullptr, 10));
-        else if (std::strcmp(argv[i], "--runs") == 0)
-            runs = std::max(1, std::atoi(argv[i + 1]));
+            events = std::max<std::uint64_t>(1000, std::strtoull(argv[i + 1], nullptr, 10));
+        else if (std::strcmp(argv[i], "--rounds") == 0)
+            rounds = std::max(1, std::atoi(argv[i + 1]));
+        else if (std::strcmp(argv[i], "--memory-events") == 0)
+            memory_events = std::strtoull(argv[i + 1], nullptr, 10);
+    }
+    const auto [server, port] = start_server(events);
+    asio::io_context ctx(1); // the client's one thread
+
+    auto measure = [&](auto read) {
+        const double cpu0 = bench::cpu_seconds(), server0 = bench::process_cpu_seconds(server);
+        const auto t0 = bench::clock_type::now();
+        const std::size_t n = read();
+        const double wall = std::chrono::duration<double>(bench::clock_type::now() - t0).count();
+        const double cpu = bench::cpu_seconds() - cpu0, server_cpu = bench::process_cpu_seconds(server) - server0;
+        if (n < events) {
+            std::fprintf(stderr, "bench_sse_events: %zu of %llu events\n", n, static_cast<unsigned long long>(events));
+            std::exit(1);
+        }
+        return sample{static_cast<double>(n) / wall, cpu * 1e6 / static_cast<double>(n), server_cpu / wall};
+    };
+    auto lens_once = [&] { return run(ctx, read_lens(port, events)); };
+    auto raw_once = [&] { return run(ctx, read_raw(port, events)); };
+    measure(lens_once); // warm-up: page cache, allocator, branch predictors
+    measure(raw_once);
+    std::vector<sample> lens_samples, raw_samples;
+    for (int r = 0; r < rounds; ++r) {
+        lens_samples.push_back(measure(lens_once));
+        raw_samples.push_back(measure(raw_once));
     }
 
-    asio::io_context ctx; // the one thread: emulator and client
-    lens::emulator::options eo;
-    eo.sse.csv_window_rows = 1;
-    eo.sse.result_interval = 0ms;
-    eo.sse.heartbeat_interval = 60s;
-    lens::emulator::server emu(ctx.get_executor(), eo);
-    emu.start();
-    const auto cfg = config_for(emu);
-    lens::client client(ctx.get_executor(), cfg);
-
-    const std::string csv = make_csv(events - 1); // + the log.info line = `events` lens events
-    // (built outside the coroutine: g++ 12 miscompiles nested braced literals inside one)
-    const json::object input{{"stream_type", "csv_file_reader"}, {"stream_config", {{"file_id", "bench.csv"}}}};
-    auto make_session = [&](bool set_input) {
-        return run(ctx, [&]() -> asio::awaitable<std::string> {
-            auto s = co_await client.create_session(std::string(lens::emulator::builtin::activity_monitor));
-            if (set_input)
-                co_await client.process_event(s.session_id, "input_stream.set", input);
-            co_return s.session_id;
-        }());
-    };
-    run(ctx, [&]() -> asio::awaitable<void> { co_await client.upload_file("bench.csv", csv); }());
-
-    // A session whose log holds every event: produce, drain once, destroy.
-    const std::string replay_id = make_session(true);
-    run(ctx, drain_and_destroy(client, cfg, replay_id, events));
-    std::string body;
-    run(ctx, read_raw(emu.port(), replay_id, &body));
-    const double mb = static_cast<double>(body.size()) / 1e6;
-
-    auto measure = [&](auto once) {
-        std::vector<double> seconds;
-        std::size_t n = 0;
-        for (int r = 0; r < runs; ++r) {
-            const auto t0 = clock_type::now();
-            n = once();
-            seconds.push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+    std::printf("SSE end to end: %llu inference.result events (~300 bytes each) per stream from a one-thread server "
+                "in another process; client on one thread; %d interleaved rounds, median [min-max]\n\n",
+                static_cast<unsigned long long>(events), rounds);
+    std::printf("| client | events/s | client CPU µs/event | server CPU share |\n|---|---:|---:|---:|\n");
+    auto row = [&](const char* name, const std::vector<sample>& s) {
+        std::vector<double> rate, cpu, share;
+        for (const auto& x : s) {
+            rate.push_back(x.events_per_s);
+            cpu.push_back(x.cpu_us_per_event);
+            share.push_back(x.server_share * 100);
         }
-        const double s = median(seconds);
-        return std::make_pair(static_cast<double>(n) / s, s);
+        std::printf("| %s | %s | %s | %s%% |\n", name, cell(rate, "%.0f").c_str(), cell(cpu, "%.2f").c_str(),
+                    cell(share, "%.0f").c_str());
     };
+    row("lens::event_stream (typed events)", lens_samples);
+    row("raw Beast + lens::sse::parser + json::parse", raw_samples);
 
-    std::printf("SSE end to end, emulator and client on one thread; %zu lens events (%.1f MB), median of %d runs\n\n",
-                events, mb, runs);
-    std::printf("%-36s %14s %10s\n", "path", "events/s", "MB/s");
-    std::printf("%-36s %14s %10s\n", "----", "--------", "----");
-
-    auto typed = measure([&] { return run(ctx, read_typed(cfg, replay_id)); });
-    print({"event_stream replay", typed.first, mb / typed.second});
-    auto raw = measure([&] { return run(ctx, read_raw(emu.port(), replay_id, nullptr)); });
-    print({"raw beast + parser + json replay", raw.first, mb / raw.second});
-
-    auto live = measure([&] {
-        const std::string id = make_session(true);
-        return run(ctx, drain_and_destroy(client, cfg, id, events));
-    });
-    print({"event_stream live (result_interval 0)", live.first, mb / live.second});
-
-    emu.knobs().sse.chunk_size = 64;
-    auto chunked = measure([&] { return run(ctx, read_typed(cfg, replay_id)); });
-    print({"event_stream replay, chunk_size 64", chunked.first, mb / chunked.second});
-    emu.knobs().sse.chunk_size = 0;
-    emu.knobs().sse.line_end = lens::emulator::sse_knobs::line_ending::cr;
-    auto cr = measure([&] { return run(ctx, read_typed(cfg, replay_id)); });
-    print({"event_stream replay, CR line ends", cr.first, mb / cr.second});
-
-    // The parser alone on the same stream bytes.
-    auto parse = measure([&] {
-        lens::sse::parser p;
-        std::size_t n = 0;
-        p.feed(body, [&](const lens::sse::event&) { ++n; });
-        return n;
-    });
-    print({"sse::parser alone (whole buffer)", parse.first, mb / parse.second});
-    auto parse1 = measure([&] {
-        lens::sse::parser p;
-        std::size_t n = 0;
-        for (std::size_t i = 0; i < body.size(); ++i)
-            p.feed(std::string_view(body).substr(i, 1), [&](const lens::sse::event&) { ++n; });
-        return n;
-    });
-    print({"sse::parser alone (1-byte feeds)", parse1.first, mb / parse1.second});
-    std::printf("\n(bench_sse_parse has the parser on more inputs and feed sizes)\n");
-    emu.stop();
+    if (memory_events > 0) {
+        std::vector<double> heap;
+        const auto every = std::max<std::uint64_t>(1, memory_events / 10);
+        const double before = static_cast<double>(mallinfo2().uordblks) / 1048576.0;
+        const auto t0 = bench::clock_type::now();
+        const auto n = run(ctx, read_lens(port, memory_events, every, &heap));
+        const double wall = std::chrono::duration<double>(bench::clock_type::now() - t0).count();
+        std::printf("\nOne lens::event_stream of %zu events (%.0f events/s): heap in use before %.2f MiB, every %llu "
+                    "events:",
+                    n, static_cast<double>(n) / wall, before, static_cast<unsigned long long>(every));
+        for (double h : heap)
+            std::printf(" %.2f", h);
+        std::printf(" MiB\n");
+    }
+    kill(server, SIGTERM);
+    waitpid(server, nullptr, 0);
     return 0;
 }

@@ -401,6 +401,9 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
             co_return fsm.refused(status, head[http::field::retry_after], body, now());
         }
         conn->tcp().expires_never(); // the idle watchdog takes over from the head's deadline
+        // Beast's parser reads at most the free room of this buffer: left at the 512 bytes
+        // a reply head needed, every read of the stream would be a 512-byte system call.
+        conn->buffer().reserve(read_buffer_size);
         const step next = fsm.accepted(reply->get()[http::field::content_type], now());
         if (fsm.current_phase() == detail::stream_fsm::phase::streaming)
             log_accepted();

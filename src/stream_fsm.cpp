@@ -47,10 +47,20 @@ bool may_hide_secret(std::string_view text) noexcept
 {
     if (text.find('\\') != std::string_view::npos)
         return true;
+    // "api_key" in any case: found by its '_' (memchr), then the letters around it
+    // compared ASCII-folded. A byte-wise case-insensitive search with std::tolower cost
+    // more than the JSON parse of a typical event.
     constexpr std::string_view name = "api_key";
-    return std::search(text.begin(), text.end(), name.begin(), name.end(), [](char a, char b) {
-               return std::tolower(static_cast<unsigned char>(a)) == b;
-           }) != text.end();
+    for (std::size_t at = text.find('_', 3); at != std::string_view::npos; at = text.find('_', at + 1)) {
+        if (at + 4 > text.size())
+            return false;
+        bool same = true;
+        for (std::size_t i = 0; i < name.size() && same; ++i)
+            same = i == 3 || (static_cast<unsigned char>(text[at - 3 + i]) | 0x20) == static_cast<unsigned char>(name[i]);
+        if (same)
+            return true;
+    }
+    return false;
 }
 
 /// Decodes one event and removes the API key from all of it: the id, the raw text (kept
@@ -248,6 +258,7 @@ stream_fsm::step stream_fsm::received(std::string_view bytes, time_point now)
     if (phase_ != phase::streaming)
         return over() ? step::stop : step::wait;
     read_pending_ = false;
+    ++stats_.reads;
     stats_.bytes_received += bytes.size();
     std::size_t used = 0;
     while (used < bytes.size() && !queue_full()) {
@@ -393,7 +404,12 @@ std::optional<session_event> stream_fsm::take()
 
 bool stream_fsm::reader_may_continue() const noexcept
 {
-    return phase_ == phase::streaming && paused_ && !queue_full();
+    // Hysteresis: the reader goes on once the consumer has drained half the queue, so it
+    // parses a batch per wake-up. Woken as soon as one place was free, it would parse one
+    // slice, fill the queue again and sleep: a scheduler pass (and an epoll_wait) for
+    // every few events of a fast stream.
+    return phase_ == phase::streaming && paused_ && queue_.size() <= queue_capacity_ / 2 &&
+           queued_bytes_ <= queue_max_bytes_ / 2;
 }
 
 void stream_fsm::close() noexcept

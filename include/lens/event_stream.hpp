@@ -143,6 +143,7 @@ struct event_stream_stats {
     std::size_t idle_timeouts = 0;        ///< connections dropped by the idle watchdog
     std::size_t retried_statuses = 0;     ///< 408 / 429 / 5xx answers retried
     std::uint64_t bytes_received = 0;     ///< body bytes
+    std::size_t reads = 0;                ///< reads of the body (each at most `read_buffer_size` bytes)
     std::size_t events_received = 0;      ///< events decoded
     std::size_t events_delivered = 0;     ///< events returned by next()
     std::size_t half_events_discarded = 0;///< connections that ended inside an event

@@ -127,7 +127,8 @@ public:
 
     /// The oldest queued event, if any.
     std::optional<session_event> take();
-    /// True when the reader waits for room and `take()` made some: wake it.
+    /// True when the reader waits for room and `take()` drained the queue to half its
+    /// bounds (events and bytes): wake it.
     bool reader_may_continue() const noexcept;
     /// Stops everything; queued events can still be taken.
     void close() noexcept;

@@ -306,18 +306,21 @@ TEST_CASE("stream_fsm: the idle watchdog drops a read pending for idle_timeout -
 TEST_CASE("stream_fsm: a reader paused for backpressure is never idle")
 {
     auto o = options();
-    o.queue_capacity = 2;
+    o.queue_capacity = 4;
     auto f = make(o);
     connect_at(f, at(0s));
-    REQUIRE(f.received(event("1") + event("2") + event("3"), at(1s)) == step::wait);
+    REQUIRE(f.received(event("1") + event("2") + event("3") + event("4") + event("5"), at(1s)) == step::wait);
     CHECK(f.statistics().reader_pauses == 1);
     CHECK(f.wake_at() == never);
     CHECK(f.on_timer(at(1s) + 30s) == timer_step::none);
     CHECK(f.on_timer(at(2h)) == timer_step::none);
+    // One slice held all five (the queue is checked between slices).
+    REQUIRE(f.statistics().queued == 5);
     REQUIRE(f.take());
-    CHECK_FALSE(f.reader_may_continue()); // 2 still queued: full
     REQUIRE(f.take());
-    CHECK(f.reader_may_continue());
+    CHECK_FALSE(f.reader_may_continue()); // 3 still queued: over half the capacity
+    REQUIRE(f.take());
+    CHECK(f.reader_may_continue()); // 2 of 4: the reader goes on
     REQUIRE(f.resume(at(2h)) == step::read);
     CHECK(f.wake_at() == at(2h) + 30s); // the watchdog counts from the new read
     CHECK(f.on_timer(at(2h) + 30s) == timer_step::drop_connection);
@@ -337,7 +340,12 @@ TEST_CASE("stream_fsm: backpressure by events - the queue never exceeds queue_ca
     std::vector<std::string> ids;
     while (s == step::wait) {
         CHECK(f.statistics().queued == 4);
+        // The reader waits until the consumer has taken half the queue, not one event.
         auto ev = f.take();
+        REQUIRE(ev);
+        ids.push_back(ev->id);
+        CHECK_FALSE(f.reader_may_continue());
+        ev = f.take();
         REQUIRE(ev);
         ids.push_back(ev->id);
         REQUIRE(f.reader_may_continue());
