@@ -158,13 +158,14 @@ struct inbox_entry {
 /// hold it by shared_ptr, so the stream outlives its last operation even after the
 /// session has moved on to the next connection.
 ///
-/// Beast performs the upgrade and writes the frames. Beast writes one message per call;
-/// the coalescing layer under it lets a burst of queued requests leave in one write (one
-/// system call, one TLS record run) instead of one per frame: the writer corks it while
-/// more requests are queued and flushes it when the queue is empty (write_next).
-/// The session reads from the coalescing layer itself, into `rx`, and takes every frame
-/// a read brought in one go (detail::frame_reader): Beast would hand them over one per
-/// scheduler pass.
+/// Beast performs the upgrade; after it the session does its own framing, because Beast
+/// reads and writes one message per operation and each operation costs a scheduler pass
+/// (and with it an epoll_wait) on a busy session:
+/// - the writer masks every queued frame straight into the coalescing layer's buffer
+///   (detail::client_frames) and the burst leaves in one write (write_next); only a frame
+///   over the layer's bound goes through Beast, on its own;
+/// - the reader reads from the coalescing layer into `rx` and takes every frame the read
+///   brought in one go (detail::frame_reader, Beast's rules and error codes).
 template <class Stream>
 struct connection {
     connection(Stream&& s, std::size_t max_message) : ws(std::move(s)), frames(max_message) {}
@@ -953,14 +954,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
             if (!r.idempotent || r.abandoned)
                 free_frame(r);
         }
-        if (!frames && !requests) {
-            if (layer.buffered() > 0 || layer.corked()) // held by a cork: it leaves now
-                layer.async_flush([self = shared_from_this(), c, gen](boost::system::error_code ec) {
-                    if (ec)
-                        self->connection_failed(gen, "write: " + ec.message());
-                });
-            return;
-        }
+        if (!frames && !requests)
+            return; // nothing queued
         writing = true;
         fsm.on_write_started(clock::now(), requests);
         layer.async_flush([self = shared_from_this(), c, gen, requests](boost::system::error_code ec) {
