@@ -458,7 +458,9 @@ struct event_stream::impl : std::enable_shared_from_this<impl> {
                 code = detail::classify_transport_error(ec, errc::connection_lost);
                 why = "the stream broke: " + ec.message();
             }
-            next = fsm.connection_ended(code, std::move(why), t);
+            // Now, not `t`: parsing what the read brought took time, and the reconnection
+            // delay counts from the end the reader sees (as the reconnect record says).
+            next = fsm.connection_ended(code, std::move(why), now());
         }
         co_return next;
     }
