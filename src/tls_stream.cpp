@@ -239,6 +239,7 @@ void engine::settle_input()
 {
     if (in_size_ == 0) {
         leftover_.reset();
+        leftover_size_ = 0;
         in_ = nullptr;
         in_scratch_ = false;
     } else if (in_scratch_) {
@@ -246,6 +247,7 @@ void engine::settle_input()
         auto kept = std::make_unique<unsigned char[]>(in_size_);
         std::memcpy(kept.get(), in_, in_size_);
         leftover_ = std::move(kept);
+        leftover_size_ = in_size_;
         in_ = leftover_.get();
         in_scratch_ = false;
     }

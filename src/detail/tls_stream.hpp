@@ -122,6 +122,13 @@ public:
     /// The thread's scratch buffer for linearizing a gathered write (`max_write` bytes).
     static unsigned char* write_scratch();
 
+    /// Bytes of buffer the stream itself holds (unconsumed input, output capacity):
+    /// what an idle stream costs beyond the SSL object.
+    std::size_t buffered() const noexcept
+    {
+        return leftover_size_ + pending_.capacity() + in_flight_.capacity();
+    }
+
 private:
     friend struct bio_access;
     step perform(int (*op)(SSL*, void*, std::size_t), void* data, std::size_t size);
@@ -136,6 +143,7 @@ private:
     std::size_t in_size_ = 0;
     bool in_scratch_ = false;
     std::unique_ptr<unsigned char[]> leftover_;
+    std::size_t leftover_size_ = 0;
 
     // Output: `pending_` fills while `in_flight_` is being written.
     std::vector<unsigned char> pending_;
@@ -368,6 +376,10 @@ public:
     NextLayer& next_layer() noexcept { return s_->next; }
     const NextLayer& next_layer() const noexcept { return s_->next; }
     lowest_layer_type& lowest_layer() noexcept { return boost::beast::get_lowest_layer(s_->next); }
+
+    /// Bytes of buffer held by the stream beyond OpenSSL's own (diagnostics, tests):
+    /// none, or a small output buffer, while no operation is in progress.
+    std::size_t buffered() const noexcept { return s_->engine.buffered(); }
 
     /// Replaces the peer verification callback (as `asio::ssl::stream::set_verify_callback`).
     template <class VerifyCallback>

@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <openssl/ssl.h>
@@ -173,6 +174,13 @@ TEST_CASE("tls_stream: handshake, small round trips, then 1 MiB echoed with a re
         CHECK(back == big);
         CHECK(!wec);
         CHECK(wrote);
+
+        // The point of the stream: once idle it keeps at most a small output buffer.
+        CHECK(s.buffered() <= 1024);
+        co_await asio::async_write(s, asio::buffer("ping", 4), asio::use_awaitable);
+        char reply[4];
+        co_await asio::async_read(s, asio::buffer(reply), asio::use_awaitable);
+        CHECK(s.buffered() <= 1024);
         beast::get_lowest_layer(s).close();
     });
 }
@@ -367,5 +375,28 @@ TEST_CASE("tls_stream: zero-byte reads and writes complete at once, after the in
         CHECK(wn == 0);
         CHECK(called);
         beast::get_lowest_layer(s).close();
+    });
+}
+
+TEST_CASE("tls_stream: the next layer's timeout ends a read the peer never answers with beast's timeout")
+{
+    // http_connection's deadlines are beast::tcp_stream expiries: the stream's wait for
+    // input must be one of the tcp_stream's own operations for them to apply.
+    harness h;
+    std::shared_ptr<server_stream> keep;
+    h.serve([&](tcp::socket socket) -> asio::awaitable<void> {
+        keep = std::make_shared<server_stream>(std::move(socket), h.server_tls);
+        co_await keep->async_handshake(ssl::stream_base::server, nothrow);
+    });
+    h.run([&]() -> asio::awaitable<void> {
+        auto s = co_await h.connect();
+        s.next_layer().expires_after(5s);
+        co_await s.async_handshake(ssl::stream_base::client, asio::use_awaitable);
+        s.next_layer().expires_after(100ms);
+        const auto started = std::chrono::steady_clock::now();
+        char byte;
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(&byte, 1), nothrow);
+        CHECK_MESSAGE(ec == beast::error::timeout, ec.message());
+        CHECK(std::chrono::steady_clock::now() - started < 3s);
     });
 }
