@@ -8,6 +8,7 @@
 #pragma once
 
 #include "detail/origin.hpp"
+#include "detail/tls_stream.hpp"
 
 #include <lens/config.hpp>
 #include <lens/error.hpp>
@@ -21,7 +22,6 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
 #include <memory>
@@ -61,7 +61,8 @@ private:
 class http_connection {
 public:
     using tcp_stream = boost::beast::tcp_stream;
-    using tls_stream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+    /// lens's own TLS stream (detail/tls_stream.hpp): no buffer held while idle.
+    using tls_stream = detail::tls_stream<boost::beast::tcp_stream>;
 
     /// Resolves, connects and (for https) handshakes with SNI and host name verification,
     /// all before `deadline`. Throws `transport_error` (stage connect) naming `operation`.
