@@ -66,6 +66,28 @@ ssl::context client_context()
     return ctx;
 }
 
+/// Echoes whatever arrives until the client goes away.
+asio::awaitable<void> echo(server_stream& s)
+{
+    std::vector<char> buf(32 * 1024);
+    for (;;) {
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), nothrow);
+        if (ec)
+            co_return;
+        auto [wec, w] = co_await asio::async_write(s, asio::buffer(buf.data(), n), nothrow);
+        if (wec)
+            co_return;
+    }
+}
+
+std::string pattern(std::size_t n)
+{
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+    return s;
+}
+
 /// A listener on 127.0.0.1 and a context to run both ends on; `serve` is given each
 /// accepted socket. `run` runs everything for at most `watchdog`.
 struct harness {
@@ -81,6 +103,17 @@ struct harness {
             if (!ec)
                 co_await body(std::move(socket));
         }, asio::detached);
+    }
+
+    /// A TLS server that echoes what it receives.
+    void serve_echo()
+    {
+        serve([this](tcp::socket socket) -> asio::awaitable<void> {
+            server_stream s(std::move(socket), server_tls);
+            auto [ec] = co_await s.async_handshake(ssl::stream_base::server, nothrow);
+            if (!ec)
+                co_await echo(s);
+        });
     }
 
     /// A connected client stream (not yet handshaken), verifying the name `host`.
@@ -108,39 +141,12 @@ struct harness {
     }
 };
 
-/// Echoes whatever arrives until the client goes away.
-asio::awaitable<void> echo(server_stream& s)
-{
-    std::vector<char> buf(32 * 1024);
-    for (;;) {
-        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), nothrow);
-        if (ec)
-            co_return;
-        auto [wec, w] = co_await asio::async_write(s, asio::buffer(buf.data(), n), nothrow);
-        if (wec)
-            co_return;
-    }
-}
-
-std::string pattern(std::size_t n)
-{
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i)
-        s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
-    return s;
-}
-
 } // namespace
 
 TEST_CASE("tls_stream: handshake, small round trips, then 1 MiB echoed with a read and a write in flight together")
 {
     harness h;
-    h.serve([&](tcp::socket socket) -> asio::awaitable<void> {
-        server_stream s(std::move(socket), h.server_tls);
-        auto [ec] = co_await s.async_handshake(ssl::stream_base::server, nothrow);
-        if (!ec)
-            co_await echo(s);
-    });
+    h.serve_echo();
     h.run([&]() -> asio::awaitable<void> {
         auto s = co_await h.connect();
         auto [hec] = co_await s.async_handshake(ssl::stream_base::client, nothrow);
@@ -354,12 +360,7 @@ TEST_CASE("tls_stream: a host name the certificate does not name fails verificat
 TEST_CASE("tls_stream: zero-byte reads and writes complete at once, after the initiating call")
 {
     harness h;
-    h.serve([&](tcp::socket socket) -> asio::awaitable<void> {
-        server_stream s(std::move(socket), h.server_tls);
-        auto [ec] = co_await s.async_handshake(ssl::stream_base::server, nothrow);
-        if (!ec)
-            co_await echo(s);
-    });
+    h.serve_echo();
     h.run([&]() -> asio::awaitable<void> {
         auto s = co_await h.connect();
         co_await s.async_handshake(ssl::stream_base::client, asio::use_awaitable);
