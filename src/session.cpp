@@ -38,6 +38,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <cstring>
+#include <limits>
 #include <random>
 #include <type_traits>
 #include <variant>
@@ -702,12 +703,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         auto conn = co_await detail::http_connection::connect(where, ep->tls_for(where), deadline, "session.connect");
         if (auto* plain = std::get_if<detail::http_connection::tcp_stream>(&conn->stream())) {
-            auto c = std::make_shared<tcp_connection>(std::move(*plain), opts.max_message_size);
+            auto c = std::make_shared<tcp_connection>(std::move(*plain), message_limit());
             conn.reset();
             co_await handshake(c, deadline);
         } else {
             auto c = std::make_shared<tls_connection>(
-                std::move(std::get<detail::http_connection::tls_stream>(conn->stream())), opts.max_message_size);
+                std::move(std::get<detail::http_connection::tls_stream>(conn->stream())), message_limit());
             conn.reset();
             co_await handshake(c, deadline);
         }
@@ -805,15 +806,23 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     // ---- the live connection: completion handlers --------------------------------
 
+    /// The largest message the frame reader accepts: max_message_size, 0 meaning no limit.
+    std::size_t message_limit() const noexcept
+    {
+        return opts.max_message_size != 0 ? opts.max_message_size
+                                          : std::numeric_limits<std::size_t>::max() / 2; // room for headers
+    }
+
     template <class Connection>
     void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        // Room for what the socket may have (a burst of replies), and at least for the
-        // rest of the frame begun; the reader bounds a frame by max_message_size first.
+        // Room for what the socket may have (a burst of replies), or for more of the
+        // frame begun, up to largest_read at a time: the buffer grows with the bytes that
+        // actually arrive, never with the length a header announces.
         const auto have = c->rx.cdata();
         const std::size_t missing =
             c->frames.missing(std::string_view(static_cast<const char*>(have.data()), have.size()));
-        const std::size_t room = std::max<std::size_t>(c->read_chunk, std::min(missing, opts.max_message_size + 14));
+        const std::size_t room = std::max(c->read_chunk, std::min(missing, Connection::largest_read));
         c->ws.next_layer().async_read_some(
             c->rx.prepare(room), [self = shared_from_this(), c, gen, room](boost::system::error_code ec, std::size_t n) {
                 if (gen != self->generation)

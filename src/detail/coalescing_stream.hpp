@@ -1,7 +1,7 @@
 // A write-coalescing stream layer, placed UNDER Beast's WebSocket stream:
 //
 //     websocket::stream<coalescing_stream<beast::tcp_stream>>
-//     websocket::stream<coalescing_stream<ssl::stream<beast::tcp_stream>>>
+//     websocket::stream<coalescing_stream<tls_stream<beast::tcp_stream>>>
 //
 // Beast writes one message per async_write and each one reaches the socket as its own
 // write (one sendmsg, or one SSL_write, per frame). The session encodes its frames itself

@@ -1093,6 +1093,32 @@ TEST_CASE("session: a frame over max_message_size drops the connection with a cl
     });
 }
 
+TEST_CASE("session: max_message_size 0 means no limit - a 1 MiB frame arrives whole")
+{
+    ws_harness h;
+    auto& peer = h.peer();
+    const std::string big = note(0, 1024 * 1024);
+    peer.answer = [&](const json::value& request, int) {
+        std::vector<std::string> frames{reply_to(request)};
+        if (type_of(request) == "big.please")
+            frames.push_back(big);
+        return frames;
+    };
+    peer.start();
+    h.run([&]() -> task<void> {
+        auto so = fast_reconnect();
+        so.max_message_size = 0;
+        so.inbox_max_bytes = 4 * 1024 * 1024;
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-unlimited")), peer.url(), so);
+        co_await s.call("big.please", json::object(), within(10s));
+        auto v = co_await s.receive(10s);
+        REQUIRE(v.has_value());
+        CHECK(v->at("event_data").at("pad").as_string().size() == 1024 * 1024);
+        CHECK(s.stats().oversize_disconnects == 0);
+        CHECK(s.stats().connects == 1);
+    });
+}
+
 TEST_CASE("session: the inbox is bounded in bytes as well as frames - oldest dropped and counted")
 {
     ws_harness h;
