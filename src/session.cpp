@@ -809,8 +809,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// The largest message the frame reader accepts: max_message_size, 0 meaning no limit.
     std::size_t message_limit() const noexcept
     {
-        return opts.max_message_size != 0 ? opts.max_message_size
-                                          : std::numeric_limits<std::size_t>::max() / 2; // room for headers
+        // Half the range: the reader adds a frame's length to the fragments so far, and
+        // that sum must not wrap.
+        return opts.max_message_size != 0 ? opts.max_message_size : std::numeric_limits<std::size_t>::max() / 2;
     }
 
     template <class Connection>
