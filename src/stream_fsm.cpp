@@ -79,6 +79,12 @@ session_event decode_scrubbed(std::string id, std::string data, const redactor& 
     return ev;
 }
 
+/// True when `data` may decode as `sse.stream.end`: it spells the type, or an escape could.
+bool may_end_stream(std::string_view data) noexcept
+{
+    return data.find("stream.end") != std::string_view::npos || data.find('\\') != std::string_view::npos;
+}
+
 std::optional<std::chrono::milliseconds> longer(std::optional<std::chrono::milliseconds> a,
                                                 std::optional<std::chrono::milliseconds> b)
 {
@@ -397,9 +403,12 @@ std::optional<session_event> stream_fsm::take()
     queued_event q = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= q.bytes;
+    session_event ev = q.decoded ? std::move(*q.decoded) : decode_scrubbed(std::move(q.id), std::move(q.data), secrets_);
+    if (ev.kind() == event_kind::malformed)
+        ++stats_.malformed;
     ++stats_.events_delivered;
-    delivered_id_ = q.event.id;
-    return std::move(q.event);
+    delivered_id_ = ev.id;
+    return ev;
 }
 
 bool stream_fsm::reader_may_continue() const noexcept
@@ -433,12 +442,13 @@ void stream_fsm::on_event(sse::event&& e)
         return; // nothing after the end
     ++stats_.events_received;
     const std::size_t bytes = e.data.size() + e.last_event_id.size();
-    session_event ev = decode_scrubbed(std::move(e.last_event_id), std::move(e.data), secrets_);
-    if (ev.kind() == event_kind::malformed)
-        ++stats_.malformed;
-    if (ev.kind() == event_kind::stream_end)
-        phase_ = phase::ended;
-    queue_.push_back({std::move(ev), bytes});
+    queued_event q{std::move(e.last_event_id), std::move(e.data), std::nullopt, bytes};
+    if (may_end_stream(q.data)) {
+        q.decoded = decode_scrubbed(std::move(q.id), std::move(q.data), secrets_);
+        if (q.decoded->kind() == event_kind::stream_end)
+            phase_ = phase::ended;
+    }
+    queue_.push_back(std::move(q));
     queued_bytes_ += bytes;
     stats_.max_queued = std::max(stats_.max_queued, queue_.size());
     stats_.max_queued_bytes = std::max(stats_.max_queued_bytes, queued_bytes_);

@@ -147,7 +147,7 @@ struct event_stream_stats {
     std::size_t events_received = 0;      ///< events decoded
     std::size_t events_delivered = 0;     ///< events returned by next()
     std::size_t half_events_discarded = 0;///< connections that ended inside an event
-    std::size_t malformed = 0;            ///< non-JSON payloads (delivered as malformed_event)
+    std::size_t malformed = 0;            ///< non-JSON payloads delivered (as malformed_event)
     std::size_t queued = 0;               ///< events waiting in the queue now
     std::size_t max_queued = 0;           ///< the most that ever waited
     std::size_t max_queued_bytes = 0;     ///< the most payload bytes (data and id) that ever waited

@@ -160,8 +160,15 @@ public:
     std::optional<reconnect_note> take_reconnect_note() noexcept { return std::exchange(note_, std::nullopt); }
 
 private:
+    /// An event waits in the queue as its text and is decoded when taken, so its JSON
+    /// tree is built just before the consumer sees it and freed soon after: one event's
+    /// allocations at a time instead of a queue's worth (which cost more in malloc and
+    /// free than the parse itself). A possible `sse.stream.end` is decoded on arrival,
+    /// because the end stops the reader.
     struct queued_event {
-        session_event event;
+        std::string id;
+        std::string data;
+        std::optional<session_event> decoded;
         std::size_t bytes;
     };
 

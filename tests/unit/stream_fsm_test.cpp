@@ -498,6 +498,41 @@ TEST_CASE("stream_fsm: sse.stream.end stops the stream without reconnecting - no
     CHECK(f.statistics().attempts == 1);
 }
 
+TEST_CASE("stream_fsm: an sse.stream.end spelled with escapes stops the stream too")
+{
+    // Events wait in the queue as text and are decoded when taken; the end is recognised
+    // on arrival, whatever the spelling of its type.
+    auto f = make();
+    connect_at(f, at(0s));
+    REQUIRE(f.received(event("1") + "data: {\"type\":\"sse.stream\\u002eend\"}\n\n" + event("2"), at(1ms)) ==
+            step::stop);
+    CHECK(f.ended());
+    const auto evs = take_all(f);
+    REQUIRE(evs.size() == 2);
+    CHECK(evs[1].kind() == lens::event_kind::stream_end);
+    CHECK(evs[1].id == "1");
+}
+
+TEST_CASE("stream_fsm: queued events are decoded as they are taken - malformed ones are counted on delivery")
+{
+    auto f = make();
+    connect_at(f, at(0s));
+    REQUIRE(f.received("id: 1\ndata: not json\n\n" + event("2", "inference.result",
+                                                               ",\"event_data\":{\"response\":[\"OK\"]}"),
+                       at(1ms)) == step::read);
+    CHECK(f.statistics().queued == 2);
+    CHECK(f.statistics().malformed == 0);
+    auto first = f.take();
+    REQUIRE(first);
+    CHECK(first->kind() == lens::event_kind::malformed);
+    CHECK(f.statistics().malformed == 1);
+    auto second = f.take();
+    REQUIRE(second);
+    REQUIRE(second->get_if<lens::inference_result>());
+    CHECK(second->get_if<lens::inference_result>()->label() == "OK");
+    CHECK(f.delivered_id() == "2");
+}
+
 TEST_CASE("stream_fsm: an oversized event fails with limit_exceeded")
 {
     auto o = options();
