@@ -67,20 +67,17 @@ bool authorised(const http::request<http::string_body>& req, const std::string& 
     return proto.find("authenticationauthorization.bearer." + key) != beast::string_view::npos;
 }
 
-/// Reads the upgrade, checks it, then answers every frame until the peer goes.
+/// Checks the upgrade request and answers it: 101 (true) or 401 (false).
 template <class Stream>
-asio::awaitable<void> serve(Stream& ws, const settings& s)
+asio::awaitable<bool> handshake(Stream& ws, const http::request<http::string_body>& req, const settings& s)
 {
-    beast::flat_buffer buffer;
-    http::request<http::string_body> req;
-    co_await http::async_read(ws.next_layer(), buffer, req, asio::use_awaitable);
     if (!websocket::is_upgrade(req) || !authorised(req, s.api_key)) {
         http::response<http::string_body> res{http::status::unauthorized, req.version()};
         res.set(http::field::content_type, "application/json");
         res.body() = R"({"errors":["unauthorised"]})";
         res.prepare_payload();
         co_await http::async_write(ws.next_layer(), res, asio::use_awaitable);
-        co_return;
+        co_return false;
     }
     // The subprotocol form must be echoed, or a browser-style client fails the handshake.
     const bool subprotocol = req[http::field::authorization].empty();
@@ -89,6 +86,19 @@ asio::awaitable<void> serve(Stream& ws, const settings& s)
             res.set(http::field::sec_websocket_protocol, "event-protocol-v1");
     }));
     co_await ws.async_accept(req, asio::use_awaitable);
+    co_return true;
+}
+
+/// wss: reads the upgrade, checks it, then answers every frame through Beast until the
+/// peer goes (one reply per write: the wss figures are about memory and opening rate).
+template <class Stream>
+asio::awaitable<void> serve(Stream& ws, const settings& s)
+{
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    co_await http::async_read(ws.next_layer(), buffer, req, asio::use_awaitable);
+    if (!co_await handshake(ws, req, s))
+        co_return;
     ws.text(true);
     for (;;) {
         buffer.consume(buffer.size());
@@ -97,11 +107,95 @@ asio::awaitable<void> serve(Stream& ws, const settings& s)
     }
 }
 
+/// The reply as one unmasked server text frame (it is shorter than 126 bytes).
+const std::string reply_wire = std::string{'\x81', static_cast<char>(reply_frame.size())} + reply_frame;
+
+/// Plain ws after the handshake: the frames themselves, not Beast's stream, so that every
+/// complete frame of a read is answered and the replies of one read leave in one write.
+/// Beast reads and writes one message per operation, which made this server the
+/// bottleneck of every pipelined client (a system call per reply) and measured its pace
+/// rather than the clients' cost. Data frames get the reply when final; pings a pong;
+/// a close its echo, then the end.
+asio::awaitable<void> answer_frames(tcp::socket& sock, std::string in)
+{
+    std::string out;
+    std::size_t pos = 0;
+    for (;;) {
+        bool closing = false;
+        for (;;) {
+            const std::size_t avail = in.size() - pos;
+            if (avail < 2)
+                break;
+            const auto* p = reinterpret_cast<const unsigned char*>(in.data() + pos);
+            const unsigned opcode = p[0] & 0x0f;
+            const bool fin = (p[0] & 0x80) != 0, masked = (p[1] & 0x80) != 0;
+            std::uint64_t len = p[1] & 0x7f;
+            std::size_t head = 2;
+            if (len == 126) {
+                if (avail < 4)
+                    break;
+                len = (std::uint64_t(p[2]) << 8) | p[3];
+                head = 4;
+            } else if (len == 127) {
+                if (avail < 10)
+                    break;
+                len = 0;
+                for (int i = 0; i < 8; ++i)
+                    len = (len << 8) | p[2 + i];
+                head = 10;
+            }
+            if (len > (std::uint64_t(16) << 20))
+                co_return; // not a client of this benchmark
+            const unsigned char* key = p + head;
+            head += masked ? 4 : 0;
+            if (avail < head + len)
+                break;
+            if (opcode <= 0x2 && fin) {
+                out += reply_wire;
+            } else if (opcode == 0x8 || opcode == 0x9) { // close: echo the code; ping: pong
+                const std::size_t n = opcode == 0x8 ? std::min<std::size_t>(len, 2) : len;
+                out += static_cast<char>(opcode == 0x8 ? 0x88 : 0x8a);
+                out += static_cast<char>(n);
+                for (std::size_t i = 0; i < n; ++i)
+                    out += static_cast<char>(p[head + i] ^ (masked ? key[i % 4] : 0));
+                closing = opcode == 0x8;
+            }
+            pos += head + len;
+            if (closing)
+                break;
+        }
+        in.erase(0, pos);
+        pos = 0;
+        if (!out.empty()) {
+            auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
+            if (ec)
+                co_return;
+            out.clear();
+        }
+        if (closing)
+            co_return;
+        const std::size_t had = in.size();
+        in.resize(had + 64 * 1024);
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(in.data() + had, 64 * 1024),
+                                                     asio::as_tuple(asio::use_awaitable));
+        in.resize(had + n);
+        if (ec)
+            co_return;
+    }
+}
+
 asio::awaitable<void> plain(tcp::socket sock, const settings& s)
 {
     sock.set_option(tcp::no_delay(true));
     websocket::stream<tcp::socket> ws(std::move(sock));
-    co_await serve(ws, s);
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    co_await http::async_read(ws.next_layer(), buffer, req, asio::use_awaitable);
+    if (!co_await handshake(ws, req, s))
+        co_return;
+    // Frames a client sent right behind its upgrade request are in `buffer`.
+    const auto early = buffer.data();
+    co_await answer_frames(ws.next_layer(), std::string(static_cast<const char*>(early.data()), early.size()));
 }
 
 asio::awaitable<void> secure(tcp::socket sock, asio::ssl::context& tls, const settings& s)

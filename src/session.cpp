@@ -165,6 +165,10 @@ struct inbox_entry {
 /// - the writer masks every queued frame straight into the coalescing layer's buffer
 ///   (detail::client_frames) and the burst leaves in one write (write_next); only a frame
 ///   over the layer's bound goes through Beast, on its own;
+/// - on a plain connection the first write of a scheduler pass goes on the spot (the
+///   socket takes it: no completion, no pass of its own) and the requests made later in
+///   the same pass, or by the callers one read woke, leave together at the pass's end
+///   (pump_writes, end_of_pass); a read that woke callers starts after them;
 /// - the reader reads from the coalescing layer into `rx` and takes every frame the read
 ///   brought in one go (detail::frame_reader, Beast's rules and error codes).
 template <class Stream>
@@ -180,6 +184,8 @@ struct connection {
     std::size_t read_chunk = smallest_read;
     static constexpr std::size_t smallest_read = 2048;
     static constexpr std::size_t largest_read = 64 * 1024;
+    /// A plain socket: writes go on the spot when the socket takes them (write_next).
+    static constexpr bool direct = detail::coalescing_stream<Stream>::direct;
 };
 using tcp_connection = connection<beast::tcp_stream>;
 using tls_connection = connection<detail::http_connection::tls_stream>;
@@ -229,6 +235,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     bool driving = false;     ///< inside drive(): events met on the way are seen by its loop
     bool ping_due = false;    ///< the FSM asked the writer for a ping
     bool writing = false;     ///< a write (frame or ping) is in flight on the live connection
+    // Writes on a plain connection go on the spot (no completion to wait for) when they
+    // are the first of a scheduler pass; the rest of the pass's requests wait for
+    // end_of_pass and leave in one write.
+    bool spot_written = false;       ///< a write went on the spot in this pass
+    bool end_of_pass_posted = false; ///< end_of_pass (or a read that ends with it) is posted
+    std::uint64_t requesters_woken = 0; ///< replies delivered by the last read, their callers not yet run
     bool inbox_overflowing = false; ///< an inbox_overflow was logged; the inbox has not been drained since
 
     // While connected, the session runs on completion handlers alone: an idle session
@@ -814,16 +826,61 @@ struct session::impl : std::enable_shared_from_this<impl> {
         return opts.max_message_size != 0 ? opts.max_message_size : std::numeric_limits<std::size_t>::max() / 2;
     }
 
+    /// How much the next read asks for: room for what the socket may have (a burst of
+    /// replies), or for more of the frame begun, up to largest_read at a time. The buffer
+    /// grows with the bytes that actually arrive, never with the length a header announces.
+    template <class Connection>
+    static std::size_t read_room(const Connection& c)
+    {
+        const auto have = c.rx.cdata();
+        const std::size_t missing =
+            c.frames.missing(std::string_view(static_cast<const char*>(have.data()), have.size()));
+        return std::max(c.read_chunk, std::min(missing, Connection::largest_read));
+    }
+
+    /// `n` bytes were read into a room of `room`: every complete frame is handled and the
+    /// next read's size chosen. False once the connection is over.
+    template <class Connection>
+    bool took(const std::shared_ptr<Connection>& c, std::uint64_t gen, std::size_t n, std::size_t room)
+    {
+        c->rx.commit(n);
+        fsm.on_received(clock::now());
+        const auto matched = counters.replies_matched;
+        if (!take_frames(c, gen))
+            return false;
+        requesters_woken = counters.replies_matched - matched;
+        if (n == room) {
+            c->read_chunk = std::min(c->read_chunk * 2, Connection::largest_read);
+        } else {
+            c->read_chunk = Connection::smallest_read;
+            if (c->rx.size() == 0 && c->rx.capacity() > 4 * Connection::smallest_read)
+                c->rx.shrink_to_fit(); // the burst is over: an idle session keeps a small buffer
+        }
+        return true;
+    }
+
     template <class Connection>
     void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        // Room for what the socket may have (a burst of replies), or for more of the
-        // frame begun, up to largest_read at a time: the buffer grows with the bytes that
-        // actually arrive, never with the length a header announces.
-        const auto have = c->rx.cdata();
-        const std::size_t missing =
-            c->frames.missing(std::string_view(static_cast<const char*>(have.data()), have.size()));
-        const std::size_t room = std::max(c->read_chunk, std::min(missing, Connection::largest_read));
+        if (requesters_woken > 0 && !end_of_pass_posted) {
+            // Callers woke and are about to send their next requests: the read starts
+            // after them, so its first attempt (a system call that usually finds the
+            // socket empty) does not delay them, and their requests leave first.
+            end_of_pass_posted = true;
+            asio::post(ex, [self = shared_from_this(), c, gen] {
+                self->end_of_pass();
+                if (gen == self->generation)
+                    self->start_read(c, gen);
+            });
+            return;
+        }
+        start_read(c, gen);
+    }
+
+    template <class Connection>
+    void start_read(const std::shared_ptr<Connection>& c, std::uint64_t gen)
+    {
+        const std::size_t room = read_room(*c);
         c->ws.next_layer().async_read_some(
             c->rx.prepare(room), [self = shared_from_this(), c, gen, room](boost::system::error_code ec, std::size_t n) {
                 if (gen != self->generation)
@@ -832,18 +889,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
                     self->connection_failed(gen, "read: " + ec.message());
                     return;
                 }
-                c->rx.commit(n);
-                self->fsm.on_received(clock::now());
-                if (!self->take_frames(c, gen))
-                    return;
-                if (n == room) {
-                    c->read_chunk = std::min(c->read_chunk * 2, Connection::largest_read);
-                } else {
-                    c->read_chunk = Connection::smallest_read;
-                    if (c->rx.size() == 0 && c->rx.capacity() > 4 * Connection::smallest_read)
-                        c->rx.shrink_to_fit(); // the burst is over: an idle session keeps a small buffer
-                }
-                self->read_next(c, gen);
+                if (self->took(c, gen, n, room))
+                    self->read_next(c, gen);
             });
     }
 
@@ -966,6 +1013,27 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
         if (!frames && !requests)
             return; // nothing queued
+        ++counters.writes;
+        if constexpr (Connection::direct) {
+            // On the spot when the socket takes it all: no completion, no scheduler pass.
+            boost::system::error_code ec;
+            const auto now = clock::now();
+            if (layer.write_now(ec)) {
+                spot_written = true; // the next requests of this pass wait for its end
+                end_of_pass_later();
+                fsm.on_write_started(now, requests);
+                fsm.on_write_finished(now, requests);
+                if (!to_send.empty())
+                    write_next(c, gen); // stopped at the layer's bound: the rest follows
+                drive(now);
+                return;
+            }
+            if (ec) {
+                connection_failed(gen, "write: " + ec.message());
+                return;
+            }
+            // The socket took part of it: the rest is in flight, async_flush completes after it.
+        }
         writing = true;
         fsm.on_write_started(clock::now(), requests);
         layer.async_flush([self = shared_from_this(), c, gen, requests](boost::system::error_code ec) {
@@ -985,6 +1053,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     void write_large(const std::shared_ptr<Connection>& c, std::uint64_t gen, pending_request& r)
     {
         writing = true;
+        ++counters.writes;
         ++r.writes_in_flight;
         fsm.on_write_started(clock::now(), true);
         // The handler keeps the request (and so the frame being written) alive even if
@@ -1021,12 +1090,38 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// leave together, in one write of the coalescing layer.
     void pump_writes()
     {
+        if (spot_written || requesters_woken > 1) {
+            // Coalescing: the requests of this scheduler pass leave together at its end
+            // (end_of_pass), in one write. A write already went on the spot in this pass,
+            // or several callers woke from one read and are about to send their next
+            // requests.
+            end_of_pass_later();
+            return;
+        }
         std::visit(
             [this](auto& c) {
                 if constexpr (!std::is_same_v<std::decay_t<decltype(c)>, std::monostate>)
                     write_next(c, generation);
             },
             live);
+    }
+
+    /// Runs end_of_pass after what the scheduler holds now (once, however many ask).
+    void end_of_pass_later()
+    {
+        if (end_of_pass_posted)
+            return;
+        end_of_pass_posted = true;
+        asio::post(ex, [self = shared_from_this()] { self->end_of_pass(); });
+    }
+
+    /// The callers that ran in the pass have queued their requests: one write takes them.
+    void end_of_pass()
+    {
+        end_of_pass_posted = false;
+        spot_written = false;
+        requesters_woken = 0;
+        pump_writes();
     }
 
     void enqueue_heartbeat()
@@ -1075,9 +1170,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
         r->self = r;
         r->wake.expires_at(deadline);
         s.to_send.push_back(*r);
-        s.pump_writes();
+        s.pump_writes(); // may fail the request at once (a write on the spot found the connection broken)
 
-        co_await r->wake.async_wait(nothrow);
+        if (!r->done)
+            co_await r->wake.async_wait(nothrow);
         if (r->done) {
             if (r->ec)
                 throw lens::error(r->ec, type, r->error_detail);

@@ -166,6 +166,7 @@ struct session_stats {
     std::size_t connects = 0;          ///< successful upgrades (first connect included)
     std::size_t connect_failures = 0;  ///< connection attempts that failed (connect, TLS or upgrade)
     std::size_t requests_sent = 0;     ///< request frames written, resends after a reconnect included
+    std::size_t writes = 0;            ///< writes to the connection: the frames queued together leave in one
     std::size_t replies_matched = 0;   ///< replies handed to a waiting request (failure replies included)
     std::size_t late_replies_dropped = 0; ///< replies to callers that had given up
     std::size_t inbox_dropped = 0;     ///< unsolicited frames dropped over inbox_capacity or inbox_max_bytes

@@ -1119,6 +1119,34 @@ TEST_CASE("session: max_message_size 0 means no limit - a 1 MiB frame arrives wh
     });
 }
 
+TEST_CASE("session: requests made together leave together - 20 calls started in one pass take at most two writes")
+{
+    // The first request of a scheduler pass is written on the spot; the others made in
+    // the same pass wait for its end and leave in one write, not one write each.
+    ws_harness h;
+    auto& peer = h.peer();
+    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
+    peer.start();
+    h.run([&]() -> task<void> {
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-together")), peer.url(),
+                                              fast_reconnect());
+        co_await s.call("warm.up", json::object(), within(5s));
+        const auto before = s.stats();
+        constexpr int calls = 20;
+        int answered = 0;
+        auto ex = co_await asio::this_coro::executor;
+        for (int i = 0; i < calls; ++i)
+            asio::co_spawn(ex, s.call("together", json::object(), within(5s)),
+                           [&](std::exception_ptr e, json::value) { answered += e ? 0 : 1; });
+        CHECK(co_await lens::test::eventually([&] { return answered == calls; }));
+        const auto after = s.stats();
+        CHECK(after.requests_sent - before.requests_sent == calls);
+        CHECK(after.writes - before.writes >= 1);
+        CHECK(after.writes - before.writes <= 2);
+        CHECK(after.connects == 1);
+    });
+}
+
 TEST_CASE("session: the inbox is bounded in bytes as well as frames - oldest dropped and counted")
 {
     ws_harness h;
