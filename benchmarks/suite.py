@@ -37,7 +37,7 @@ THROUGHPUT_CLIENTS = [
     ("aiohttp-sessions", "K aiohttp WebSocket connections on one asyncio loop, 1 in flight each"),
     ("websocket-client", "websocket-client send/recv loop, 1 connection, 1 in flight (only K=1)"),
 ]
-SERVERS = {"responder": "`bench_ws_responder` (one thread, Beast, a fixed reply to every frame)",
+SERVERS = {"responder": "`bench_ws_responder` (one thread; Beast upgrade, then every frame of a read answered with a fixed reply in one write)",
            "emulator": "`bench_ws_responder --emulator` (lens::emulator on one thread, one mailbox session)"}
 MEMORY_CLIENTS = [
     ("lens-idle", "lens::sessions through one lens::client, idle"),

@@ -1,9 +1,12 @@
-// The benchmark suite's server: a minimal one-thread Beast WebSocket responder that
-// answers every data frame with one fixed `session.validate.response`. It accepts the
-// Lens session URL shape (`/v0.5/lens/sessions/<id>`) and authentication
-// (`Authorization: Bearer <key>`, or the `Sec-WebSocket-Protocol` form of protocol.md
-// §1.3), so lens, raw Beast and the Python clients all talk to the same server, and the
-// server does as little as a WebSocket server can: what is measured is the client.
+// The benchmark suite's server: a minimal one-thread WebSocket responder that answers
+// every data frame with one fixed `session.validate.response`. It accepts the Lens
+// session URL shape (`/v0.5/lens/sessions/<id>`) and authentication (`Authorization:
+// Bearer <key>`, or the `Sec-WebSocket-Protocol` form of protocol.md §1.3), so lens, raw
+// Beast and the Python clients all talk to the same server, and the server does as
+// little as a WebSocket server can: what is measured is the client. Beast performs the
+// upgrade; on plain ws the frames are then read and answered by hand, every frame of a
+// read answered in one write (answer_frames), so a pipelined client is not held to one
+// reply per system call of the server's. wss answers through Beast, one reply per write.
 //
 //   build/bin/bench_ws_responder [--tls] [--api-key KEY] [--ca-file PATH] [--emulator]
 //

@@ -442,9 +442,9 @@ void stream_fsm::on_event(sse::event&& e)
         return; // nothing after the end
     ++stats_.events_received;
     const std::size_t bytes = e.data.size() + e.last_event_id.size();
-    queued_event q{std::move(e.last_event_id), std::move(e.data), std::nullopt, bytes};
+    queued_event q{std::move(e.last_event_id), std::move(e.data), nullptr, bytes};
     if (may_end_stream(q.data)) {
-        q.decoded = decode_scrubbed(std::move(q.id), std::move(q.data), secrets_);
+        q.decoded = std::make_unique<session_event>(decode_scrubbed(std::move(q.id), std::move(q.data), secrets_));
         if (q.decoded->kind() == event_kind::stream_end)
             phase_ = phase::ended;
     }

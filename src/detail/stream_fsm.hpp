@@ -38,6 +38,7 @@
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -168,7 +169,7 @@ private:
     struct queued_event {
         std::string id;
         std::string data;
-        std::optional<session_event> decoded;
+        std::unique_ptr<session_event> decoded; ///< rare: a pointer keeps the queue's nodes small
         std::size_t bytes;
     };
 
