@@ -38,6 +38,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -122,6 +123,7 @@ const std::string reply_wire = std::string{'\x81', static_cast<char>(reply_frame
 asio::awaitable<void> answer_frames(tcp::socket& sock, std::string in)
 {
     std::string out;
+    std::vector<char> chunk(64 * 1024);
     std::size_t pos = 0;
     for (;;) {
         bool closing = false;
@@ -177,13 +179,11 @@ asio::awaitable<void> answer_frames(tcp::socket& sock, std::string in)
         }
         if (closing)
             co_return;
-        const std::size_t had = in.size();
-        in.resize(had + 64 * 1024);
-        auto [ec, n] = co_await sock.async_read_some(asio::buffer(in.data() + had, 64 * 1024),
-                                                     asio::as_tuple(asio::use_awaitable));
-        in.resize(had + n);
+        // Into a buffer of its own: growing `in` by 64 KiB per read would zero-fill it each time.
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(chunk), asio::as_tuple(asio::use_awaitable));
         if (ec)
             co_return;
+        in.append(chunk.data(), n);
     }
 }
 

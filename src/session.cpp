@@ -1085,9 +1085,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
         drive(); // an idle writer makes the heartbeat due again
     }
 
-    /// Kicks the writer of the live connection, if any. The write starts at once (no
-    /// extra scheduler hop on the latency path); requests queued while it is in flight
-    /// leave together, in one write of the coalescing layer.
+    /// Kicks the writer of the live connection, if any. The first write of a scheduler
+    /// pass starts at once (no extra hop on the latency path); the requests queued later
+    /// in the pass, or while a write is in flight, leave together in the next write.
     void pump_writes()
     {
         if (spot_written || requesters_woken > 1) {
