@@ -2,7 +2,7 @@
 // work (HTTP read + lens::sse::parser + boost::json::parse per event), on the same stream,
 // from a server in another process.
 //
-//   build/bin/bench_sse_events [--events N] [--rounds R] [--memory-events M]
+//   build/bin/bench_sse_events [--events N] [--rounds R] [--memory-events M] [--only lens|raw]
 //
 // The server (forked at start, one thread) answers every GET with a close-delimited
 // text/event-stream of N events shaped as the emulator's CSV `inference.result` events
@@ -11,7 +11,8 @@
 // client parses them, so the client is what is measured. Rounds alternate lens and raw;
 // each row is the median [min-max] over the rounds of events/s, client CPU µs per event
 // (getrusage) and the server's CPU share. Then one lens stream of M events: heap in use
-// (mallinfo2) sampled every M/10 events, to show it stays flat.
+// (mallinfo2) sampled every M/10 events, to show it stays flat. `--only` runs one of
+// the two clients (for a profiler: `perf record --no-inherit` sees only the client).
 #include "bench_support.hpp"
 
 #include <lens/config.hpp>
@@ -225,6 +226,7 @@ int main(int argc, char** argv)
 {
     std::uint64_t events = 300000, memory_events = 3000000;
     int rounds = 5;
+    std::string only;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (std::strcmp(argv[i], "--events") == 0)
             events = std::max<std::uint64_t>(1000, std::strtoull(argv[i + 1], nullptr, 10));
@@ -232,6 +234,8 @@ int main(int argc, char** argv)
             rounds = std::max(1, std::atoi(argv[i + 1]));
         else if (std::strcmp(argv[i], "--memory-events") == 0)
             memory_events = std::strtoull(argv[i + 1], nullptr, 10);
+        else if (std::strcmp(argv[i], "--only") == 0)
+            only = argv[i + 1];
     }
     const auto [server, port] = start_server(events);
     asio::io_context ctx(1); // the client's one thread
@@ -250,12 +254,17 @@ int main(int argc, char** argv)
     };
     auto lens_once = [&] { return run(ctx, read_lens(port, events)); };
     auto raw_once = [&] { return run(ctx, read_raw(port, events)); };
-    measure(lens_once); // warm-up: page cache, allocator, branch predictors
-    measure(raw_once);
+    const bool with_lens = only != "raw", with_raw = only != "lens";
+    if (with_lens)
+        measure(lens_once); // warm-up: page cache, allocator, branch predictors
+    if (with_raw)
+        measure(raw_once);
     std::vector<sample> lens_samples, raw_samples;
     for (int r = 0; r < rounds; ++r) {
-        lens_samples.push_back(measure(lens_once));
-        raw_samples.push_back(measure(raw_once));
+        if (with_lens)
+            lens_samples.push_back(measure(lens_once));
+        if (with_raw)
+            raw_samples.push_back(measure(raw_once));
     }
 
     std::printf("SSE end to end: %llu inference.result events (~300 bytes each) per stream from a one-thread server "
@@ -263,6 +272,8 @@ int main(int argc, char** argv)
                 static_cast<unsigned long long>(events), rounds);
     std::printf("| client | events/s | client CPU µs/event | server CPU share |\n|---|---:|---:|---:|\n");
     auto row = [&](const char* name, const std::vector<sample>& s) {
+        if (s.empty())
+            return;
         std::vector<double> rate, cpu, share;
         for (const auto& x : s) {
             rate.push_back(x.events_per_s);

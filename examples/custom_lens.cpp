@@ -148,7 +148,7 @@ lens::task<void> consume(lens::event_stream& events, int wanted, const std::stri
         if (auto* r = ev->get_if<lens::inference_result>()) {
             ++seen.results;
             const auto texts = r->texts();
-            const std::string text = texts.empty() ? json::serialize(r->response) : texts.front();
+            const std::string text = texts.empty() ? json::serialize(r->response()) : texts.front();
             std::cout << "  result " << ev->id << ": " << text << '\n';
             if (text.starts_with(expected_focus + ": "))
                 ++seen.with_focus;

@@ -85,8 +85,73 @@ std::vector<std::string> strings_of(const json::value* v)
 
 } // namespace
 
+namespace detail {
+
+const json::value& no_value() noexcept
+{
+    static const json::value none;
+    return none;
+}
+
+const json::object& no_object() noexcept
+{
+    static const json::object none;
+    return none;
+}
+
+} // namespace detail
+
+session_event::session_event(const session_event& other)
+    : id(other.id)
+    , type(other.type)
+    , raw(other.raw)
+    , body(other.body)
+{
+    bind_views();
+}
+
+session_event& session_event::operator=(const session_event& other)
+{
+    if (this != &other) {
+        id = other.id;
+        type = other.type;
+        raw = other.raw;
+        body = other.body;
+        bind_views();
+    }
+    return *this;
+}
+
+session_event& session_event::operator=(session_event&& other)
+{
+    if (this != &other) {
+        id = std::move(other.id);
+        type = std::move(other.type);
+        raw = std::move(other.raw);
+        body = std::move(other.body);
+        bind_views();
+    }
+    return *this;
+}
+
+void session_event::bind_views() noexcept
+{
+    const json::object* data_obj = nullptr;
+    if (auto* o = raw.if_object())
+        data_obj = object_at(*o, "event_data");
+    if (auto* r = std::get_if<inference_result>(&body)) {
+        const json::value* response = data_obj ? data_obj->if_contains("response") : nullptr;
+        const json::object* metadata = data_obj ? object_at(*data_obj, "query_metadata") : nullptr;
+        r->response_ = response ? response : &detail::no_value();
+        r->query_metadata_ = metadata ? metadata : &detail::no_object();
+    } else if (auto* f = std::get_if<frame_processed>(&body)) {
+        f->event_data_ = data_obj ? data_obj : &detail::no_object();
+    }
+}
+
 std::optional<std::string> inference_result::label() const
 {
+    const json::value& response = *response_;
     if (auto* a = response.if_array(); a && !a->empty() && a->front().is_string())
         return std::string(a->front().get_string());
     if (auto* s = response.if_string())
@@ -96,7 +161,7 @@ std::optional<std::string> inference_result::label() const
 
 std::optional<double> inference_result::score(std::string_view which) const
 {
-    auto* a = response.if_array();
+    auto* a = response_->if_array();
     if (!a)
         return std::nullopt;
     for (auto& e : *a)
@@ -112,6 +177,7 @@ std::optional<double> inference_result::score(std::string_view which) const
 std::vector<std::string> inference_result::texts() const
 {
     std::vector<std::string> out;
+    const json::value& response = *response_;
     if (auto* a = response.if_array()) {
         for (auto& e : *a)
             if (e.is_string())
@@ -156,14 +222,10 @@ session_event decode_event(std::string id, std::string_view data)
         ev.body = stream_end{string_at(o, "session_id")};
     } else if (type == "inference.result") {
         inference_result r;
-        if (data_obj) {
-            if (auto* v = data_obj->if_contains("response"))
-                r.response = *v;
+        if (data_obj)
             r.query_id = string_at(data_obj, "query_id");
-            if (auto* m = object_at(*data_obj, "query_metadata"))
-                r.query_metadata = *m;
-        }
         ev.body = std::move(r);
+        ev.bind_views();
     } else if (type == "inference.error") {
         inference_error e;
         if (data_obj)
@@ -184,11 +246,11 @@ session_event decode_event(std::string id, std::string_view data)
     } else if (type == "frame.processed") {
         frame_processed f;
         if (data_obj) {
-            f.event_data = *data_obj;
             f.frame_index = number_at<std::uint64_t>(data_obj, "frame_index");
             f.timestamp = number_at<double>(data_obj, "timestamp");
         }
         ev.body = std::move(f);
+        ev.bind_views();
     } else if (type == "error") {
         error_event e;
         e.message = string_at(o, "message");

@@ -82,7 +82,15 @@ session_event decode_scrubbed(std::string id, std::string data, const redactor& 
 /// True when `data` may decode as `sse.stream.end`: it spells the type, or an escape could.
 bool may_end_stream(std::string_view data) noexcept
 {
-    return data.find("stream.end") != std::string_view::npos || data.find('\\') != std::string_view::npos;
+    if (data.find('\\') != std::string_view::npos)
+        return true;
+    // "stream.end" found by its '.' (memchr), then the letters around it compared:
+    // find("stream.end") stops at every 's' of a payload, a few times as often.
+    constexpr std::string_view before = "stream", after = ".end";
+    for (std::size_t at = data.find('.', before.size()); at != std::string_view::npos; at = data.find('.', at + 1))
+        if (data.substr(at, after.size()) == after && data.substr(at - before.size(), before.size()) == before)
+            return true;
+    return false;
 }
 
 std::optional<std::chrono::milliseconds> longer(std::optional<std::chrono::milliseconds> a,

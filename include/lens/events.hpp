@@ -7,7 +7,7 @@
 ///
 ///     while (auto ev = co_await stream.next()) {
 ///         if (auto* r = ev->get_if<lens::inference_result>())
-///             use(r->label(), r->response);
+///             use(r->label(), r->response());
 ///         else if (ev->kind() == lens::event_kind::heartbeat)
 ///             ;
 ///         std::cout << ev->id << ' ' << ev->type << ' ' << boost::json::serialize(ev->raw);
@@ -36,6 +36,12 @@
 
 namespace lens {
 
+namespace detail {
+/// The trees an absent field views: a null value and an empty object, never modified.
+const boost::json::value& no_value() noexcept;
+const boost::json::object& no_object() noexcept;
+} // namespace detail
+
 /// `sse.stream.start`: the first event of each connection.
 struct stream_start {
     std::string session_id;       ///< the session whose stream this is
@@ -57,11 +63,16 @@ struct stream_end {
 };
 
 /// `inference.result`: `event_data: {response, query_id, query_metadata}`.
+///
+/// `response()` and `query_metadata()` are views into the event's `raw` (see
+/// session_event), not copies: a stream decodes hundreds of thousands of these a
+/// second, and copying the two trees cost more than parsing them.
 struct inference_result {
-    /// E.g. `["HEALTHY", {"HEALTHY": 0.95, "BROKEN": 0.05}]` or a list of texts.
-    boost::json::value response;
+    /// E.g. `["HEALTHY", {"HEALTHY": 0.95, "BROKEN": 0.05}]` or a list of texts; null when absent.
+    const boost::json::value& response() const noexcept { return *response_; }
     std::string query_id;                ///< the server's id of the inference
-    boost::json::object query_metadata;  ///< `event_data.query_metadata` as sent (its shape depends on the lens)
+    /// `event_data.query_metadata` as sent (its shape depends on the lens); empty when absent.
+    const boost::json::object& query_metadata() const noexcept { return *query_metadata_; }
 
     /// The first element of `response` when it is a string (a classification's label).
     std::optional<std::string> label() const;
@@ -69,6 +80,11 @@ struct inference_result {
     std::optional<double> score(std::string_view label) const;
     /// Every string element of `response`, in order.
     std::vector<std::string> texts() const;
+
+private:
+    friend struct session_event;
+    const boost::json::value* response_ = &detail::no_value();
+    const boost::json::object* query_metadata_ = &detail::no_object();
 };
 
 /// `inference.error`: `event_data: {error_messages: [...]}`.
@@ -86,7 +102,12 @@ struct log_message {
 struct frame_processed {
     std::optional<std::uint64_t> frame_index;  ///< `event_data.frame_index`, when a number
     std::optional<double> timestamp;           ///< `event_data.timestamp`, when a number
-    boost::json::object event_data;            ///< the whole `event_data`
+    /// The whole `event_data`, a view into the event's `raw`; empty when absent.
+    const boost::json::object& event_data() const noexcept { return *event_data_; }
+
+private:
+    friend struct session_event;
+    const boost::json::object* event_data_ = &detail::no_object();
 };
 
 /// `error`: the server reports a failure in the stream; the stream goes on.
@@ -118,6 +139,11 @@ enum class event_kind {
 };
 
 /// One event of a session's SSE consumer: the common fields and a typed `body`.
+///
+/// The JSON trees of `body` (inference_result::response() and query_metadata(),
+/// frame_processed::event_data()) are views into `raw`'s `event_data`. They follow
+/// the event through copies and moves; assigning to `raw` or changing its
+/// `event_data` leaves them dangling (copy the tree first if you edit `raw`).
 struct session_event {
     /// The stream's last event id when this event was dispatched (EventSource's
     /// `lastEventId`): the event's own `id`, or for events without one (the
@@ -141,6 +167,23 @@ struct session_event {
     /// \overload
     template <class T>
     T* get_if() noexcept { return std::get_if<T>(&body); }
+
+    session_event() = default;
+    /// Copies; the copy's views point into its own `raw`.
+    session_event(const session_event& other);
+    session_event& operator=(const session_event& other);
+    /// Moves. The views stay valid: a moved JSON value hands over its heap storage,
+    /// where the trees they point to live.
+    session_event(session_event&&) = default;
+    /// \overload  (points the views again: an assigned `raw` may copy when the two
+    /// trees use different memory resources)
+    session_event& operator=(session_event&& other);
+    ~session_event() = default;
+
+private:
+    friend session_event decode_event(std::string id, std::string_view data);
+    /// Points the views of `body` into `raw`.
+    void bind_views() noexcept;
 };
 
 /// Decodes one SSE `data` payload. Never throws for odd content (see the policy above).

@@ -200,7 +200,7 @@ TEST_CASE("custom lens: a registered csv lens starts its input stream and writes
         const auto* result = got[1].get_if<lens::inference_result>();
         REQUIRE(result);
         CHECK((result->label() == "HEALTHY" || result->label() == "BROKEN"));
-        CHECK(result->query_metadata.at("stream_type") == "csv_file_reader");
+        CHECK(result->query_metadata().at("stream_type") == "csv_file_reader");
 
         auto status = co_await c.get_session(record.session_id);
         CHECK(status.num_inputs == 1);
@@ -242,7 +242,7 @@ TEST_CASE("custom lens: a sensor logs lens without input stream is fed with sess
                     REQUIRE(r);
                     REQUIRE(r->texts().size() == 1);
                     CHECK(r->texts()[0].starts_with("temperature spikes: "));
-                    CHECK(r->query_metadata.at("data") == reading(n));
+                    CHECK(r->query_metadata().at("data") == reading(n));
                 }
 
                 // session.get answers the model parameters; session.modify changes them.

@@ -141,7 +141,7 @@ TEST_CASE("event_stream: typed events from the emulator, ending after sse.stream
             CHECK((*r->label() == "HEALTHY" || *r->label() == "BROKEN"));
             CHECK(r->score("HEALTHY"));
             CHECK(r->query_id.starts_with("qry-"));
-            CHECK(r->query_metadata.contains("rows"));
+            CHECK(r->query_metadata().contains("rows"));
         }
         if (auto* l = e.get_if<lens::log_message>()) {
             CHECK(l->level == "info");
@@ -685,14 +685,14 @@ std::string all_text(const lens::session_event& ev)
             else if constexpr (std::is_same_v<T, lens::stream_end>)
                 s += b.session_id;
             else if constexpr (std::is_same_v<T, lens::inference_result>)
-                s += json::serialize(b.response) + b.query_id + json::serialize(b.query_metadata);
+                s += json::serialize(b.response()) + b.query_id + json::serialize(b.query_metadata());
             else if constexpr (std::is_same_v<T, lens::inference_error>)
                 for (auto& m : b.error_messages)
                     s += m;
             else if constexpr (std::is_same_v<T, lens::log_message>)
                 s += b.level + b.message;
             else if constexpr (std::is_same_v<T, lens::frame_processed>)
-                s += json::serialize(b.event_data);
+                s += json::serialize(b.event_data());
             else if constexpr (std::is_same_v<T, lens::error_event>)
                 s += b.message;
             else if constexpr (std::is_same_v<T, lens::malformed_event>)

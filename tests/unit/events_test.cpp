@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 using lens::decode_event;
 using lens::event_kind;
+using lens::session_event;
 
 TEST_CASE("events: envelope events")
 {
@@ -46,7 +48,7 @@ TEST_CASE("events: lens events")
     CHECK(res->score("BROKEN") == doctest::Approx(0.05));
     CHECK_FALSE(res->score("OTHER"));
     CHECK(res->query_id == "q1");
-    CHECK(res->query_metadata.at("window") == 2);
+    CHECK(res->query_metadata().at("window") == 2);
     CHECK(res->texts() == std::vector<std::string>{"HEALTHY"});
 
     auto texts = decode_event("2", R"({"type":"inference.result","event_data":{"response":["a cat","a dog"]}})");
@@ -69,6 +71,52 @@ TEST_CASE("events: lens events")
     CHECK(e1.get_if<lens::error_event>()->message == "Unknown session id: lsn-1");
     auto e2 = decode_event("6", R"({"type":"error","event_data":{"error_messages":["a","b"]}})");
     CHECK(e2.get_if<lens::error_event>()->message == "a; b");
+}
+
+TEST_CASE("events: typed trees are views into raw that follow the event through copies and moves")
+{
+    const char* data = R"({"type":"inference.result","event_data":{"response":["OK",{"OK":0.5}],)"
+                       R"("query_id":"q","query_metadata":{"window":3}}})";
+    std::vector<session_event> kept;
+    {
+        auto original = decode_event("1", data);
+        const auto& view = *original.get_if<lens::inference_result>();
+        CHECK(&view.response() == &original.raw.at("event_data").at("response"));
+        CHECK(&view.query_metadata() == &original.raw.at("event_data").at("query_metadata").as_object());
+
+        session_event copy = original;           // a copy views its own raw
+        session_event assigned;
+        assigned = original;
+        kept.push_back(std::move(original));     // a move keeps the views valid
+        kept.push_back(std::move(copy));
+        kept.push_back(std::move(assigned));
+        session_event moved_into = decode_event("2", R"({"type":"frame.processed","event_data":{"frame_index":1}})");
+        moved_into = session_event(kept.front());
+        kept.push_back(std::move(moved_into));
+    }
+    kept.reserve(100); // relocates the events: the views must not point into the old ones
+    for (auto& ev : kept) {
+        const auto* r = ev.get_if<lens::inference_result>();
+        REQUIRE(r);
+        CHECK(&r->response() == &ev.raw.at("event_data").at("response"));
+        CHECK(&r->query_metadata() == &ev.raw.at("event_data").at("query_metadata").as_object());
+        CHECK(r->label() == "OK");
+        CHECK(r->score("OK") == doctest::Approx(0.5));
+        CHECK(r->query_metadata().at("window") == 3);
+    }
+
+    auto frame = decode_event("5", R"({"type":"frame.processed","event_data":{"frame_index":4,"x":[1]}})");
+    auto frame_copy = frame;
+    frame = session_event{};
+    CHECK(frame_copy.get_if<lens::frame_processed>()->event_data().at("x").at(0) == 1);
+    CHECK(&frame_copy.get_if<lens::frame_processed>()->event_data() == &frame_copy.raw.at("event_data").as_object());
+
+    // absent trees view a shared null value and empty object
+    auto bare = decode_event("6", R"({"type":"inference.result"})");
+    CHECK(bare.get_if<lens::inference_result>()->response().is_null());
+    CHECK(bare.get_if<lens::inference_result>()->query_metadata().empty());
+    auto bare_frame = decode_event("7", R"({"type":"frame.processed","event_data":5})");
+    CHECK(bare_frame.get_if<lens::frame_processed>()->event_data().empty());
 }
 
 TEST_CASE("events: unknown types, odd shapes and non-JSON data never throw")

@@ -92,14 +92,14 @@ std::string all_text(const lens::session_event& ev)
             else if constexpr (std::is_same_v<T, lens::stream_end>)
                 s += b.session_id;
             else if constexpr (std::is_same_v<T, lens::inference_result>)
-                s += boost::json::serialize(b.response) + b.query_id + boost::json::serialize(b.query_metadata);
+                s += boost::json::serialize(b.response()) + b.query_id + boost::json::serialize(b.query_metadata());
             else if constexpr (std::is_same_v<T, lens::inference_error>)
                 for (auto& m : b.error_messages)
                     s += m;
             else if constexpr (std::is_same_v<T, lens::log_message>)
                 s += b.level + b.message;
             else if constexpr (std::is_same_v<T, lens::frame_processed>)
-                s += boost::json::serialize(b.event_data);
+                s += boost::json::serialize(b.event_data());
             else if constexpr (std::is_same_v<T, lens::error_event>)
                 s += b.message;
             else if constexpr (std::is_same_v<T, lens::malformed_event>)
