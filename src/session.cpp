@@ -22,7 +22,13 @@
 #include "detail/http_connection.hpp"
 #include "detail/rest.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -38,6 +44,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <random>
 #include <type_traits>
@@ -135,8 +142,57 @@ struct pending_request : detail::matcher_entry {
     json::value reply;
     boost::system::error_code ec;
     std::string error_detail;
-    asio::steady_timer wake;  ///< the caller sleeps on this until reply, deadline or cancellation
+    asio::steady_timer wake;  ///< the request's deadline; cancelled early by a reply or the caller
+    /// The caller's coroutine while it waits (see wait_for_reply): resumed by the reply,
+    /// the deadline or the caller's cancellation, whichever comes first.
+    asio::any_completion_handler<void()> waiter;
+    asio::cancellation_slot cancel_slot; ///< the waiter's, cleared when it is resumed
     std::shared_ptr<pending_request> self; ///< keeps the request alive while the session references it
+};
+
+/// Resumes a waiting caller on its own executor: at once when that executor is the one
+/// running this thread (the session's, normally), else posted to it. (The handler goes
+/// inside a function object: Asio 1.81 wraps a type-erased handler passed as a
+/// completion token again and again, without end.)
+void resume(asio::any_completion_handler<void()> h)
+{
+    const auto where = asio::get_associated_executor(h);
+    asio::dispatch(where, [h = std::move(h)]() mutable { std::move(h)(); });
+}
+
+/// Resumes a waiting caller after what the scheduler of `ex` holds now. (The type-erased
+/// executor of the handler does not take a post of its own.)
+void post_resume(const asio::any_io_executor& ex, asio::any_completion_handler<void()> h)
+{
+    asio::post(ex, [h = std::move(h)]() mutable { resume(std::move(h)); });
+}
+
+/// The handler of a request's deadline wait. Runs when the deadline passes or the wait
+/// is cancelled (a reply, or the caller's cancellation) and resumes the caller if it
+/// still waits. Destroyed without running (the io_context shut down), it lets go of the
+/// caller's coroutine, which would otherwise keep itself alive through the request.
+struct deadline_handler {
+    std::shared_ptr<pending_request> r;
+
+    void operator()(boost::system::error_code)
+    {
+        const auto keep = std::move(r);
+        if (!keep->waiter)
+            return; // already resumed by its reply
+        keep->cancel_slot.clear();
+        resume(std::move(keep->waiter));
+    }
+
+    deadline_handler(std::shared_ptr<pending_request> p) : r(std::move(p)) {}
+    deadline_handler(deadline_handler&&) = default;
+    deadline_handler& operator=(deadline_handler&&) = delete;
+    ~deadline_handler()
+    {
+        if (r) {
+            r->cancel_slot.clear();
+            r->waiter = nullptr;
+        }
+    }
 };
 
 /// A caller of `receive()` waiting for the inbox. Lives in that caller's coroutine frame
@@ -239,8 +295,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
     // are the first of a scheduler pass; the rest of the pass's requests wait for
     // end_of_pass and leave in one write.
     bool spot_written = false;       ///< a write went on the spot in this pass
-    bool end_of_pass_posted = false; ///< end_of_pass (or a read that ends with it) is posted
-    std::uint64_t requesters_woken = 0; ///< replies delivered by the last read, their callers not yet run
+    bool end_of_pass_posted = false; ///< end_of_pass is posted
+    // The callers whose replies a read delivers resume inline, after the read's frames
+    // are handled and before the next read starts (resume_after_read); their next
+    // requests leave together in one write.
+    bool taking_frames = false;    ///< inside a read's handling: woken callers wait in `ready`
+    bool resuming_callers = false; ///< resume_after_read runs them: their writes wait for its end
+    std::vector<asio::any_completion_handler<void()>> ready;
     bool inbox_overflowing = false; ///< an inbox_overflow was logged; the inbox has not been drained since
 
     // While connected, the session runs on completion handlers alone: an idle session
@@ -399,7 +460,31 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         r.done = true;
         r.wake.cancel();
+        wake_caller(r);
         retire(r);
+    }
+
+    /// The callers woken by a read that will not resume them inline resume after what the
+    /// scheduler holds now.
+    void post_ready()
+    {
+        for (auto& h : ready)
+            post_resume(ex, std::move(h));
+        ready.clear();
+    }
+
+    /// The caller of `r`, if it waits, resumes: after the frames of the read being handled
+    /// (see resume_after_read), or else after what the scheduler holds now.
+    void wake_caller(pending_request& r)
+    {
+        if (!r.waiter)
+            return;
+        r.cancel_slot.clear();
+        if (taking_frames) {
+            ready.push_back(std::move(r.waiter));
+            return;
+        }
+        post_resume(ex, std::move(r.waiter));
     }
 
     void fail(pending_request& r, boost::system::error_code ec, std::string detail)
@@ -845,10 +930,21 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         c->rx.commit(n);
         fsm.on_received(clock::now());
-        const auto matched = counters.replies_matched;
+        struct taking {
+            impl& s;
+            bool done = false;
+            ~taking()
+            {
+                s.taking_frames = false;
+                if (!done)
+                    s.post_ready(); // the connection ended (or a frame threw): nobody resumes them inline
+            }
+        } scope{*this};
+        taking_frames = true;
         if (!take_frames(c, gen))
             return false;
-        requesters_woken = counters.replies_matched - matched;
+        scope.done = true;
+        taking_frames = false;
         if (n == room) {
             c->read_chunk = std::min(c->read_chunk * 2, Connection::largest_read);
         } else {
@@ -859,22 +955,64 @@ struct session::impl : std::enable_shared_from_this<impl> {
         return true;
     }
 
+    /// After a read: the callers it woke run, their requests leave, the next read starts.
     template <class Connection>
     void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        if (requesters_woken > 0 && !end_of_pass_posted) {
-            // Callers woke and are about to send their next requests: the read starts
-            // after them, so its first attempt (a system call that usually finds the
-            // socket empty) does not delay them, and their requests leave first.
-            end_of_pass_posted = true;
-            asio::post(ex, [self = shared_from_this(), c, gen] {
-                self->end_of_pass();
-                if (gen == self->generation)
-                    self->start_read(c, gen);
-            });
-            return;
+        if (!ready.empty()) {
+            resume_after_read(c, gen);
+            if (gen != generation)
+                return; // a caller closed the session, or its request broke the connection
         }
         start_read(c, gen);
+    }
+
+    /// Resumes the callers whose replies the last read delivered, here and now, as a raw
+    /// read loop would: a posted resumption costs a scheduler pass (and a non-blocking
+    /// epoll_wait) before the caller's next request leaves. Their requests wait while
+    /// they run and then leave together in one write, before the next read starts, whose
+    /// first attempt (a system call) usually finds the socket empty.
+    template <class Connection>
+    void resume_after_read(const std::shared_ptr<Connection>& c, std::uint64_t gen)
+    {
+        std::vector<asio::any_completion_handler<void()>> callers;
+        callers.swap(ready);
+        std::size_t next = 0;
+        struct finally {
+            impl& s;
+            std::vector<asio::any_completion_handler<void()>>& callers;
+            std::size_t& next;
+            const std::shared_ptr<Connection>& c;
+            std::uint64_t gen;
+            int unwinding = std::uncaught_exceptions();
+            ~finally()
+            {
+                s.resuming_callers = false;
+                if (std::uncaught_exceptions() > unwinding) {
+                    // A caller's completion threw (a handler that rethrows), out through
+                    // io_context::run: the other callers are posted, and so are the
+                    // writes and the read that were to follow, so the session goes on.
+                    for (++next; next < callers.size(); ++next)
+                        post_resume(s.ex, std::move(callers[next]));
+                    asio::post(s.ex, [self = s.shared_from_this(), c = c, gen = gen] {
+                        if (gen != self->generation)
+                            return;
+                        self->pump_writes();
+                        self->start_read(c, gen);
+                    });
+                }
+                callers.clear();
+                if (s.ready.empty())
+                    s.ready.swap(callers); // keep the capacity
+            }
+        } guard{*this, callers, next, c, gen};
+        resuming_callers = true;
+        for (; next < callers.size(); ++next)
+            resume(std::move(callers[next]));
+        // Their requests leave in one write, here: not marked as this pass's write on the
+        // spot, which would post an end of pass (the read handler ends the pass itself).
+        if (gen == generation && !to_send.empty())
+            write_next(c, gen);
     }
 
     template <class Connection>
@@ -1019,8 +1157,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
             boost::system::error_code ec;
             const auto now = clock::now();
             if (layer.write_now(ec)) {
-                spot_written = true; // the next requests of this pass wait for its end
-                end_of_pass_later();
+                if (!resuming_callers) {
+                    spot_written = true; // the next requests of this pass wait for its end
+                    end_of_pass_later();
+                }
                 fsm.on_write_started(now, requests);
                 fsm.on_write_finished(now, requests);
                 if (!to_send.empty())
@@ -1090,11 +1230,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// in the pass, or while a write is in flight, leave together in the next write.
     void pump_writes()
     {
-        if (spot_written || requesters_woken > 1) {
-            // Coalescing: the requests of this scheduler pass leave together at its end
-            // (end_of_pass), in one write. A write already went on the spot in this pass,
-            // or several callers woke from one read and are about to send their next
-            // requests.
+        if (resuming_callers)
+            return; // resume_after_read writes once they have all run
+        if (spot_written) {
+            // Coalescing: a write already went on the spot in this scheduler pass; the
+            // pass's other requests leave together at its end (end_of_pass), in one write.
             end_of_pass_later();
             return;
         }
@@ -1120,7 +1260,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         end_of_pass_posted = false;
         spot_written = false;
-        requesters_woken = 0;
         pump_writes();
     }
 
@@ -1139,6 +1278,29 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
 
     // ---- requests ---------------------------------------------------------------
+
+    /// Suspends the caller of `r` until its reply (or failure), its deadline or the
+    /// caller's cancellation, whichever comes first; the caller then looks at `r`.
+    static auto wait_for_reply(const std::shared_ptr<pending_request>& r)
+    {
+        return asio::async_initiate<const asio::use_awaitable_t<>, void()>(
+            [](auto handler, const std::shared_ptr<pending_request>& r) {
+                auto slot = asio::get_associated_cancellation_slot(handler);
+                // Not `waiter = std::move(handler)`: Asio 1.81's move assignment of
+                // any_completion_handler wraps the handler in itself without end.
+                asio::any_completion_handler<void()>(std::move(handler)).swap(r->waiter);
+                if (slot.is_connected()) {
+                    r->cancel_slot = slot;
+                    // Cancelling the deadline wait resumes the caller (deadline_handler).
+                    slot.assign([w = std::weak_ptr<pending_request>(r)](asio::cancellation_type) {
+                        if (auto p = w.lock())
+                            p->wake.cancel();
+                    });
+                }
+                r->wake.async_wait(deadline_handler(r));
+            },
+            asio::use_awaitable, r);
+    }
 
     /// One request, start to finish. A static coroutine holding the session by
     /// shared_ptr: the public functions in front of it are ordinary functions that
@@ -1173,7 +1335,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         s.pump_writes(); // may fail the request at once (a write on the spot found the connection broken)
 
         if (!r->done)
-            co_await r->wake.async_wait(nothrow);
+            co_await wait_for_reply(r);
         if (r->done) {
             if (r->ec)
                 throw lens::error(r->ec, type, r->error_detail);

@@ -1147,6 +1147,64 @@ TEST_CASE("session: requests made together leave together - 20 calls started in 
     });
 }
 
+TEST_CASE("session: a caller's completion that throws out of run() does not stall the session - the others and the next read go on")
+{
+    // Callers woken by a read resume inline, inside the read's handler. A completion
+    // handler that rethrows leaves io_context::run (co_spawn posts it, so from a handler
+    // of its own): the other callers, the writes and the next read must still happen
+    // once run() is called again.
+    ws_harness h;
+    auto& peer = h.peer();
+    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
+    peer.start();
+    struct thrown {};
+    std::optional<lens::session> s;
+    bool opened = false;
+    asio::co_spawn(h.ctx, [&]() -> task<void> {
+        s.emplace(co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-throws")), peer.url(),
+                                               fast_reconnect()));
+        co_await s->call("warm.up", json::object(), within(5s));
+        opened = true;
+    }, asio::detached);
+    int throws = 0;
+    auto run_until = [&](auto done) {
+        const auto give_up = std::chrono::steady_clock::now() + 10s; // the watchdog
+        while (!done() && std::chrono::steady_clock::now() < give_up) {
+            try {
+                h.ctx.restart();
+                h.ctx.run_for(20ms);
+            } catch (const thrown&) {
+                ++throws;
+            }
+        }
+        return done();
+    };
+    REQUIRE(run_until([&] { return opened; }));
+
+    constexpr int calls = 4;
+    int answered = 0;
+    for (int i = 0; i < calls; ++i)
+        asio::co_spawn(h.ctx, s->call("x", json::object(), within(5s)), [&, i](std::exception_ptr e, json::value) {
+            if (i == 0)
+                throw thrown{};
+            answered += e ? 0 : 1;
+        });
+    CHECK(run_until([&] { return answered == calls - 1; }));
+    CHECK(throws == 1);
+
+    bool again = false;
+    asio::co_spawn(h.ctx, s->call("after", json::object(), within(5s)), [&](std::exception_ptr e, json::value) {
+        again = !e;
+    });
+    CHECK(run_until([&] { return again; }));
+    CHECK(s->stats().connects == 1);
+    s->close();
+    for (auto& p : h.peers)
+        p.stop();
+    h.ctx.restart();
+    h.ctx.run_for(200ms); // lets the close and the peer's end run out
+}
+
 TEST_CASE("session: the inbox is bounded in bytes as well as frames - oldest dropped and counted")
 {
     ws_harness h;
