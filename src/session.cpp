@@ -40,6 +40,7 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/circular_buffer.hpp>
 #include <boost/intrusive/list.hpp>
+#include <boost/intrusive/set.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -128,8 +129,6 @@ struct upgrade_refused : lens::error {
 
 /// One request: queued to be written, then matched to its reply.
 struct pending_request : detail::matcher_entry {
-    explicit pending_request(const asio::any_io_executor& ex) : wake(ex) {}
-
     boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> send_hook;
     std::string frame;             ///< the request as written; freed once it can never be written again
     std::size_t frame_bytes = 0;   ///< what `frame` counts in session_stats::pending_bytes
@@ -142,13 +141,29 @@ struct pending_request : detail::matcher_entry {
     json::value reply;
     boost::system::error_code ec;
     std::string error_detail;
-    asio::steady_timer wake;  ///< the request's deadline; cancelled early by a reply or the caller
     /// The caller's coroutine while it waits (see wait_for_reply): resumed by the reply,
     /// the deadline or the caller's cancellation, whichever comes first.
     asio::any_completion_handler<void()> waiter;
     asio::cancellation_slot cancel_slot; ///< the waiter's, cleared when it is resumed
+    clock::time_point deadline = clock::time_point::max();
+    /// In the session's `deadlines` while the caller waits: the session's one timer
+    /// serves them all, so a request costs no timer operation of its own.
+    boost::intrusive::set_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> deadline_hook;
     std::shared_ptr<pending_request> self; ///< keeps the request alive while the session references it
 };
+
+/// The waiting requests, earliest deadline first.
+struct earlier_deadline {
+    bool operator()(const pending_request& a, const pending_request& b) const noexcept
+    {
+        return a.deadline < b.deadline;
+    }
+};
+using deadline_index = boost::intrusive::multiset<
+    pending_request,
+    boost::intrusive::member_hook<pending_request, decltype(pending_request::deadline_hook),
+                                  &pending_request::deadline_hook>,
+    boost::intrusive::compare<earlier_deadline>, boost::intrusive::constant_time_size<false>>;
 
 /// Resumes a waiting caller on its own executor: at once when that executor is the one
 /// running this thread (the session's, normally), else posted to it. (The handler goes
@@ -166,34 +181,6 @@ void post_resume(const asio::any_io_executor& ex, asio::any_completion_handler<v
 {
     asio::post(ex, [h = std::move(h)]() mutable { resume(std::move(h)); });
 }
-
-/// The handler of a request's deadline wait. Runs when the deadline passes or the wait
-/// is cancelled (a reply, or the caller's cancellation) and resumes the caller if it
-/// still waits. Destroyed without running (the io_context shut down), it lets go of the
-/// caller's coroutine, which would otherwise keep itself alive through the request.
-struct deadline_handler {
-    std::shared_ptr<pending_request> r;
-
-    void operator()(boost::system::error_code)
-    {
-        const auto keep = std::move(r);
-        if (!keep->waiter)
-            return; // already resumed by its reply
-        keep->cancel_slot.clear();
-        resume(std::move(keep->waiter));
-    }
-
-    deadline_handler(std::shared_ptr<pending_request> p) : r(std::move(p)) {}
-    deadline_handler(deadline_handler&&) = default;
-    deadline_handler& operator=(deadline_handler&&) = delete;
-    ~deadline_handler()
-    {
-        if (r) {
-            r->cancel_slot.clear();
-            r->waiter = nullptr;
-        }
-    }
-};
 
 /// A caller of `receive()` waiting for the inbox. Lives in that caller's coroutine frame
 /// and unlinks itself if the frame goes away while waiting.
@@ -281,8 +268,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     send_queue to_send;
     detail::reply_matcher<pending_request> awaiting;
+    deadline_index deadlines; ///< the callers waiting for a reply, by deadline
     asio::steady_timer timer;                     ///< the FSM's one wake-up
-    clock::time_point timer_at = clock::time_point::max(); ///< when `timer` is due (max: not armed)
+    clock::time_point timer_at = clock::time_point::max(); ///< when `timer` is due (max: not armed, or never)
+    unsigned timer_waits = 0; ///< waits on `timer` whose handler has not run yet
     asio::steady_timer state_signal;              ///< wakes open() on the first connect or a stop
     /// Tears down the connect attempt in progress (null: none). One signal per attempt,
     /// held by that attempt until its coroutine is gone, so that no attempt's cancellation
@@ -331,7 +320,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             const auto a = fsm.resume(now);
             switch (a.kind) {
             case channel_fsm::action::wait_until:
-                arm(a.until);
+                arm_next(a.until);
                 return;
             case channel_fsm::action::connect:
                 start_attempt();
@@ -367,19 +356,85 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// The timer is re-armed only when the wake-up moves earlier: a wake-up that comes
     /// too early (a frame arrived meanwhile) just asks the FSM again. So frames and
     /// writes cost no timer operation.
-    void arm(clock::time_point until)
+    void arm(clock::time_point until, bool callers_wait = false)
     {
-        if (until == clock::time_point::max() || timer_at <= until)
-            return;
+        if (timer_waits > 0 && timer_at <= until)
+            return; // a pending wait comes first
+        if (until == clock::time_point::max() && !callers_wait)
+            return; // nothing due. (Waiting callers keep a wait pending even then: its
+                    // handler lets go of them if the io_context goes away, timer_handler.)
         timer_at = until;
         timer.expires_at(until);
-        timer.async_wait([self = shared_from_this(), until](boost::system::error_code ec) {
+        ++timer_waits;
+        timer.async_wait(timer_handler{shared_from_this(), until});
+    }
+
+    /// Arms the timer for the FSM's next wake-up `fsm_until` or the earliest request
+    /// deadline, whichever comes first.
+    void arm_next(clock::time_point fsm_until)
+    {
+        if (deadlines.empty())
+            arm(fsm_until);
+        else
+            arm(std::min(fsm_until, deadlines.begin()->deadline), true);
+    }
+
+    /// The handler of the session's one timer: the FSM's wake-up and the requests'
+    /// deadlines. Destroyed without running (the io_context shut down), it lets go of the
+    /// waiting callers, whose coroutines would otherwise keep themselves alive through
+    /// their requests.
+    struct timer_handler {
+        std::shared_ptr<impl> self;
+        clock::time_point until;
+
+        void operator()(boost::system::error_code ec)
+        {
+            const auto s = std::move(self);
+            --s->timer_waits;
             if (ec)
                 return; // re-armed or stopped
-            if (self->timer_at == until)
-                self->timer_at = clock::time_point::max();
-            self->drive();
-        });
+            if (s->timer_at == until)
+                s->timer_at = clock::time_point::max();
+            const auto now = clock::now();
+            s->expire_requests(now);
+            s->drive(now);
+        }
+
+        timer_handler(std::shared_ptr<impl> s, clock::time_point u) : self(std::move(s)), until(u) {}
+        timer_handler(timer_handler&&) = default;
+        timer_handler& operator=(timer_handler&&) = delete;
+        ~timer_handler()
+        {
+            if (self)
+                self->drop_waiters();
+        }
+    };
+
+    /// The callers whose deadline has passed resume (and time out), after this handler.
+    void expire_requests(clock::time_point now)
+    {
+        while (!deadlines.empty() && deadlines.begin()->deadline <= now) {
+            pending_request& r = *deadlines.begin();
+            deadlines.erase(deadlines.begin());
+            if (r.waiter) {
+                r.cancel_slot.clear();
+                post_resume(ex, std::move(r.waiter));
+            }
+        }
+    }
+
+    /// The io_context is going away with callers waiting: their coroutines are destroyed.
+    void drop_waiters()
+    {
+        std::vector<asio::any_completion_handler<void()>> dropped;
+        while (!deadlines.empty()) {
+            pending_request& r = *deadlines.begin();
+            deadlines.erase(deadlines.begin());
+            r.cancel_slot.clear();
+            dropped.push_back(std::move(r.waiter));
+        }
+        // Destroyed here, after the index is left alone: a frame going away may release
+        // the request and the session with it (the handler calling this holds the session).
     }
 
     void start() { fsm.start(clock::now()); drive(); }
@@ -459,7 +514,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
     void finish(pending_request& r)
     {
         r.done = true;
-        r.wake.cancel();
         wake_caller(r);
         retire(r);
     }
@@ -479,6 +533,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         if (!r.waiter)
             return;
+        r.deadline_hook.unlink();
         r.cancel_slot.clear();
         if (taking_frames) {
             ready.push_back(std::move(r.waiter));
@@ -1265,7 +1320,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     void enqueue_heartbeat()
     {
-        auto r = std::make_shared<pending_request>(ex);
+        auto r = std::make_shared<pending_request>();
         r->request_type = "session.heartbeat";
         r->frame = serialize_request(r->request_type, nullptr);
         r->frame_bytes = r->frame.size();
@@ -1281,25 +1336,30 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
     /// Suspends the caller of `r` until its reply (or failure), its deadline or the
     /// caller's cancellation, whichever comes first; the caller then looks at `r`.
-    static auto wait_for_reply(const std::shared_ptr<pending_request>& r)
+    static auto wait_for_reply(const std::shared_ptr<impl>& self, const std::shared_ptr<pending_request>& r)
     {
         return asio::async_initiate<const asio::use_awaitable_t<>, void()>(
-            [](auto handler, const std::shared_ptr<pending_request>& r) {
+            [](auto handler, impl& s, const std::shared_ptr<pending_request>& r) {
                 auto slot = asio::get_associated_cancellation_slot(handler);
                 // Not `waiter = std::move(handler)`: Asio 1.81's move assignment of
                 // any_completion_handler wraps the handler in itself without end.
                 asio::any_completion_handler<void()>(std::move(handler)).swap(r->waiter);
                 if (slot.is_connected()) {
                     r->cancel_slot = slot;
-                    // Cancelling the deadline wait resumes the caller (deadline_handler).
-                    slot.assign([w = std::weak_ptr<pending_request>(r)](asio::cancellation_type) {
-                        if (auto p = w.lock())
-                            p->wake.cancel();
+                    slot.assign([w = std::weak_ptr<pending_request>(r), ex = s.ex](asio::cancellation_type) {
+                        // The caller gives up: it resumes after this, finds `r` not done and
+                        // abandons it. (The slot is not cleared here, inside its own handler.)
+                        auto p = w.lock();
+                        if (!p || !p->waiter)
+                            return;
+                        p->deadline_hook.unlink();
+                        post_resume(ex, std::move(p->waiter));
                     });
                 }
-                r->wake.async_wait(deadline_handler(r));
+                s.deadlines.insert(*r);
+                s.arm(r->deadline, true);
             },
-            asio::use_awaitable, r);
+            asio::use_awaitable, std::ref(*self), r);
     }
 
     /// One request, start to finish. A static coroutine holding the session by
@@ -1323,19 +1383,19 @@ struct session::impl : std::enable_shared_from_this<impl> {
                                   " requests) already pending; retry once replies arrive");
         const auto timeout = o.timeout.count() > 0 ? o.timeout : s.opts.*timeout_of;
         const auto deadline = detail::deadline_after(clock::now(), timeout);
-        auto r = std::make_shared<pending_request>(s.ex);
+        auto r = std::make_shared<pending_request>();
         r->request_type = type;
         r->frame = std::move(frame);
         r->frame_bytes = r->frame.size();
         s.counters.pending_bytes += r->frame_bytes;
         r->idempotent = o.idempotent || is_idempotent(type);
         r->self = r;
-        r->wake.expires_at(deadline);
+        r->deadline = deadline;
         s.to_send.push_back(*r);
         s.pump_writes(); // may fail the request at once (a write on the spot found the connection broken)
 
         if (!r->done)
-            co_await wait_for_reply(r);
+            co_await wait_for_reply(self, r);
         if (r->done) {
             if (r->ec)
                 throw lens::error(r->ec, type, r->error_detail);

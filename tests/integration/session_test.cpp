@@ -848,6 +848,73 @@ TEST_CASE("session: a huge timeout saturates - milliseconds max still waits for 
     });
 }
 
+TEST_CASE("session: a short deadline behind a long one fires first - the session keeps the deadlines in order")
+{
+    ws_harness h;
+    auto& peer = h.peer();
+    peer.answer = [](const json::value&, int) { return std::vector<std::string>{}; }; // never answers
+    peer.start();
+    h.run([&]() -> task<void> {
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-deadlines")), peer.url(),
+                                              fast_reconnect());
+        auto ex = co_await asio::this_coro::executor;
+        bool long_done = false;
+        asio::co_spawn(ex, h.failure_of(s.call("long", json::object(), within(30s))),
+                       [&](std::exception_ptr, ws_harness::caught c) {
+                           long_done = true;
+                           CHECK(c.code == errc::closed);
+                       });
+        // The short request, made second, times out at its own deadline (a list in
+        // arrival order would have it wait for the long one's).
+        asio::steady_timer give_up(ex, 10s);
+        auto first = co_await (h.failure_of(s.call("short", json::object(), within(50ms))) ||
+                               give_up.async_wait(asio::use_awaitable));
+        REQUIRE(first.index() == 0);
+        CHECK(std::get<0>(first).code == errc::timeout);
+        CHECK_FALSE(long_done);
+        s.close();
+        CHECK(co_await lens::test::eventually([&] { return long_done; }));
+    });
+}
+
+TEST_CASE("session: an io_context destroyed while callers wait frees their coroutines - even without a deadline")
+{
+    // A waiting caller's coroutine is held by its request, which the session holds,
+    // which the coroutine holds: only the session's pending timer wait, destroyed with
+    // the io_context, lets go of them.
+    ws_harness h; // its configuration
+    std::weak_ptr<int> forever, long_wait;
+    bool waiting = false;
+    {
+        asio::io_context ctx;
+        scripted_peer peer(ctx.get_executor());
+        peer.answer = [](const json::value&, int) { return std::vector<std::string>{}; }; // never answers
+        peer.start();
+        const auto cfg = h.config_for(peer, lens::test::test_key("key-shutdown"));
+        auto caller = [&](std::weak_ptr<int>& seen, std::chrono::milliseconds timeout) {
+            auto token = std::make_shared<int>(0);
+            seen = token;
+            // The coroutine owns its session, as an application's would.
+            asio::co_spawn(ctx, [&cfg, &peer, &waiting, token, timeout]() -> task<void> {
+                auto s = co_await lens::session::open(cfg, peer.url(), fast_reconnect());
+                waiting = true;
+                co_await s.call("never", json::object(), within(timeout));
+            }, asio::detached);
+        };
+        caller(forever, std::chrono::milliseconds::max());
+        caller(long_wait, 60s);
+        const auto give_up = std::chrono::steady_clock::now() + 10s; // the watchdog
+        while (!(waiting && peer.requests.size() >= 2) && std::chrono::steady_clock::now() < give_up)
+            ctx.run_for(10ms);
+        REQUIRE(peer.requests.size() >= 2);
+        CHECK_FALSE(forever.expired());
+        CHECK_FALSE(long_wait.expired());
+        peer.stop();
+    }
+    CHECK(forever.expired());
+    CHECK(long_wait.expired());
+}
+
 TEST_CASE("session: a moved-from session fails its operations with closed and its accessors return empty values")
 {
     ws_harness h;
