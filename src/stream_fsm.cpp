@@ -65,10 +65,15 @@ bool may_hide_secret(std::string_view text) noexcept
 
 /// Decodes one event and removes the API key from all of it: the id, the raw text (kept
 /// whole for malformed data), the decoded JSON, and the typed fields derived from it.
-session_event decode_scrubbed(std::string id, std::string data, const redactor& secrets)
+session_event decode_scrubbed(std::string id, std::string_view text, const redactor& secrets)
 {
     secrets.scrub(id);
-    secrets.scrub(data);
+    std::string scrubbed;
+    if (secrets.leaks(text)) {
+        scrubbed = secrets.scrubbed(text);
+        text = scrubbed;
+    }
+    const std::string_view data = text;
     session_event ev = decode_event(std::move(id), data);
     if (ev.kind() != event_kind::malformed && may_hide_secret(data)) {
         // The typed fields were copied from the unscrubbed tree: decode again from the
@@ -411,7 +416,24 @@ std::optional<session_event> stream_fsm::take()
     queued_event q = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= q.bytes;
-    session_event ev = q.decoded ? std::move(*q.decoded) : decode_scrubbed(std::move(q.id), std::move(q.data), secrets_);
+    session_event ev = q.decoded ? std::move(*q.decoded)
+                                 : decode_scrubbed(std::move(q.id), std::string_view(texts_).substr(q.at - texts_base_, q.size),
+                                                   secrets_);
+    // The texts taken are dropped: all of them once the queue is empty, else the taken
+    // front once it is over half of the buffer (a move of less than what was taken).
+    if (queue_.empty()) {
+        // An idle stream does not keep a burst's buffer (a few KiB is what 64 events
+        // of a typical stream take; the benchmark's fill 19 KiB).
+        constexpr std::size_t keep_capacity = 32 * 1024;
+        if (texts_.capacity() > keep_capacity)
+            std::string().swap(texts_);
+        else
+            texts_.clear();
+        texts_base_ = 0;
+    } else if (const std::size_t taken = queue_.front().at - texts_base_; taken > texts_.size() / 2) {
+        texts_.erase(0, taken);
+        texts_base_ += taken;
+    }
     if (ev.kind() == event_kind::malformed)
         ++stats_.malformed;
     ++stats_.events_delivered;
@@ -450,9 +472,13 @@ void stream_fsm::on_event(sse::event&& e)
         return; // nothing after the end
     ++stats_.events_received;
     const std::size_t bytes = e.data.size() + e.last_event_id.size();
-    queued_event q{std::move(e.last_event_id), std::move(e.data), nullptr, bytes};
-    if (may_end_stream(q.data)) {
-        q.decoded = std::make_unique<session_event>(decode_scrubbed(std::move(q.id), std::move(q.data), secrets_));
+    queued_event q{std::move(e.last_event_id), texts_base_ + texts_.size(), 0, nullptr, bytes};
+    if (!may_end_stream(e.data)) {
+        // Copied, not moved out: the parser keeps its buffer for the next event.
+        q.size = e.data.size();
+        texts_.append(e.data);
+    } else {
+        q.decoded = std::make_unique<session_event>(decode_scrubbed(std::move(q.id), e.data, secrets_));
         if (q.decoded->kind() == event_kind::stream_end)
             phase_ = phase::ended;
     }

@@ -166,9 +166,15 @@ private:
     /// allocations at a time instead of a queue's worth (which cost more in malloc and
     /// free than the parse itself). A possible `sse.stream.end` is decoded on arrival,
     /// because the end stops the reader.
+    ///
+    /// The texts are copied one after another into `texts_`, not each into a string of
+    /// its own: a read queues a few hundred events at once, and as many allocations of
+    /// a few hundred bytes, freed one by one as they are taken, ran past glibc's
+    /// per-thread cache into its slow paths.
     struct queued_event {
         std::string id;
-        std::string data;
+        std::size_t at;   ///< where the text starts: a position in the stream of `texts_`
+        std::size_t size; ///< its length
         std::unique_ptr<session_event> decoded; ///< rare: a pointer keeps the queue's nodes small
         std::size_t bytes;
     };
@@ -224,6 +230,8 @@ private:
     sse::parser parser_;
     std::deque<queued_event> queue_;
     std::size_t queued_bytes_ = 0;
+    std::string texts_;           ///< the queued events' texts, in order (see queued_event)
+    std::size_t texts_base_ = 0;  ///< the position of texts_[0] in the stream of texts
     std::string delivered_id_;
     event_stream_stats stats_;
     bool notes_ = false; ///< the logger is on: keep a reconnect_note for the driver

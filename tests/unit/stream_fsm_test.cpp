@@ -3,6 +3,8 @@
 // no sleeps, no wall clock.
 #include "detail/stream_fsm.hpp"
 
+#include <random>
+
 #include <lens/error.hpp>
 
 #include <doctest/doctest.h>
@@ -358,6 +360,53 @@ TEST_CASE("stream_fsm: backpressure by events - the queue never exceeds queue_ca
     for (int i = 0; i < 10; ++i)
         CHECK(ids[i] == std::to_string(i + 1));
     CHECK(f.statistics().max_queued == 4);
+}
+
+TEST_CASE("stream_fsm: queued texts stay whole and in order while the consumer takes some and the reader adds more")
+{
+    // The queue keeps its events' texts one after another in one buffer, drops the taken
+    // front as it goes, and decodes an event that may end the stream (here: an escape) on
+    // arrival, holding no text for it. Every event must come out as it went in.
+    auto o = options();
+    o.queue_capacity = 6;
+    auto f = make(o);
+    connect_at(f, at(0s));
+    auto payload = [](int i) {
+        std::string message = "message " + std::to_string(i) + std::string(static_cast<std::size_t>(i % 7) * 13, 'x');
+        return event(std::to_string(i), "log.info", ",\"event_data\":{\"message\":\"" + message + "\"}");
+    };
+    auto message_of = [](int i) {
+        return "message " + std::to_string(i) + std::string(static_cast<std::size_t>(i % 7) * 13, 'x');
+    };
+    constexpr int total = 40;
+    int sent = 0, next_expected = 1;
+    std::mt19937 pick(7);
+    step s = step::read;
+    while (next_expected <= total) {
+        if (s == step::read && sent < total) { // the driver reads only when told to
+            std::string bytes;
+            for (int k = 0; k < 3 && sent < total; ++k) {
+                ++sent;
+                bytes += sent % 9 == 0 ? event(std::to_string(sent), "log.info",
+                                               ",\"event_data\":{\"message\":\"" + message_of(sent) + "\\u0021\"}")
+                                       : payload(sent);
+            }
+            s = f.received(bytes, at(1ms));
+        }
+        for (int n = static_cast<int>(pick() % 3); n >= 0; --n) {
+            auto ev = f.take();
+            if (!ev)
+                break;
+            REQUIRE(ev->id == std::to_string(next_expected));
+            const auto* m = ev->get_if<lens::log_message>();
+            REQUIRE(m);
+            CHECK(m->message == message_of(next_expected) + (next_expected % 9 == 0 ? "!" : ""));
+            ++next_expected;
+        }
+        if (s == step::wait && f.reader_may_continue())
+            s = f.resume(at(2ms));
+    }
+    CHECK(f.statistics().events_delivered == total);
 }
 
 TEST_CASE("stream_fsm: backpressure by bytes - queue_max_bytes bounds the queue whatever the count")
