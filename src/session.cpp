@@ -1064,9 +1064,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
         resuming_callers = true;
         for (; next < callers.size(); ++next)
             resume(std::move(callers[next]));
-        // Their requests leave in one write, here: not marked as this pass's write on the
-        // spot, which would post an end of pass (the read handler ends the pass itself).
-        if (gen == generation && !to_send.empty())
+        // Their requests (and a ping a caller's drive() made due) leave in one write, here:
+        // not marked as this pass's write on the spot, which would post an end of pass
+        // (the read handler ends the pass itself). write_next does nothing when nothing waits.
+        if (gen == generation)
             write_next(c, gen);
     }
 
