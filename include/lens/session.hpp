@@ -12,7 +12,11 @@
 /// connected session costs a pending read and one timer wait, no coroutine frames.
 /// Every request has a deadline (saturating: `milliseconds::max()` never expires);
 /// expiry or cancellation completes only that caller, and its late reply is
-/// consumed and dropped.
+/// consumed and dropped. The session keeps the deadlines in order and its one
+/// timer serves them: a request costs no timer of its own. A caller whose reply a
+/// read brings resumes inside that read's handler, on its own executor when that
+/// is the one running (else it is posted there), so its next request leaves before
+/// the next read, as in a hand-written loop.
 ///
 /// Failure rules (the protocol has no request ids):
 /// - a reply `{"type": "T.response", "message": M}` without `event_data` fails the
