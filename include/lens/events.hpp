@@ -168,16 +168,19 @@ struct session_event {
     template <class T>
     T* get_if() noexcept { return std::get_if<T>(&body); }
 
+    /// An empty event (no kind of its own: `body` holds a default stream_start).
     session_event() = default;
     /// Copies; the copy's views point into its own `raw`.
     session_event(const session_event& other);
+    /// Copies; the views point into this event's new `raw`.
     session_event& operator=(const session_event& other);
     /// Moves. The views stay valid: a moved JSON value hands over its heap storage,
     /// where the trees they point to live.
     session_event(session_event&&) = default;
-    /// \overload  (points the views again: an assigned `raw` may copy when the two
-    /// trees use different memory resources)
+    /// Moves, and points the views again: an assigned `raw` copies when the two trees
+    /// use different memory resources.
     session_event& operator=(session_event&& other);
+    /// Destroys the event and its trees.
     ~session_event() = default;
 
 private:
