@@ -74,14 +74,14 @@ bool event_leaks(const lens::session_event& ev)
             else if constexpr (std::is_same_v<T, lens::stream_end>)
                 return leaks(b.session_id);
             else if constexpr (std::is_same_v<T, lens::inference_result>)
-                return json_leaks(b.response) || leaks(b.query_id) || json_leaks(b.query_metadata);
+                return json_leaks(b.response()) || leaks(b.query_id) || json_leaks(b.query_metadata());
             else if constexpr (std::is_same_v<T, lens::inference_error>)
                 return std::any_of(b.error_messages.begin(), b.error_messages.end(),
                                    [](const std::string& m) { return leaks(m); });
             else if constexpr (std::is_same_v<T, lens::log_message>)
                 return leaks(b.level) || leaks(b.message);
             else if constexpr (std::is_same_v<T, lens::frame_processed>)
-                return json_leaks(b.event_data);
+                return json_leaks(b.event_data());
             else if constexpr (std::is_same_v<T, lens::error_event>)
                 return leaks(b.message);
             else if constexpr (std::is_same_v<T, lens::malformed_event>)
