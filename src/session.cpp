@@ -48,6 +48,7 @@
 #include <exception>
 #include <limits>
 #include <random>
+#include <span>
 #include <type_traits>
 #include <variant>
 
@@ -180,6 +181,30 @@ void resume(asio::any_completion_handler<void()> h)
 void post_resume(const asio::any_io_executor& ex, asio::any_completion_handler<void()> h)
 {
     asio::post(ex, [h = std::move(h)]() mutable { resume(std::move(h)); });
+}
+
+/// Resumes each of `callers` after what the scheduler of `ex` holds now, in order.
+void post_resumes(const asio::any_io_executor& ex, std::span<asio::any_completion_handler<void()>> callers)
+{
+    for (auto& h : callers)
+        post_resume(ex, std::move(h));
+}
+
+/// The caller waiting on `r`, out of the session's deadlines (empty when none waits).
+/// Used as is only inside the caller's cancellation handler, which must not clear its
+/// own slot; everything else takes the waiter with take_waiter.
+asio::any_completion_handler<void()> unhook_waiter(pending_request& r) noexcept
+{
+    r.deadline_hook.unlink();
+    return std::move(r.waiter);
+}
+
+/// The caller waiting on `r`, out of the deadlines and no longer reachable through its
+/// cancellation slot: whoever takes it resumes it (or drops it) exactly once.
+asio::any_completion_handler<void()> take_waiter(pending_request& r) noexcept
+{
+    r.cancel_slot.clear();
+    return unhook_waiter(r);
 }
 
 /// A caller of `receive()` waiting for the inbox. Lives in that caller's coroutine frame
@@ -413,26 +438,17 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// The callers whose deadline has passed resume (and time out), after this handler.
     void expire_requests(clock::time_point now)
     {
-        while (!deadlines.empty() && deadlines.begin()->deadline <= now) {
-            pending_request& r = *deadlines.begin();
-            deadlines.erase(deadlines.begin());
-            if (r.waiter) {
-                r.cancel_slot.clear();
-                post_resume(ex, std::move(r.waiter));
-            }
-        }
+        while (!deadlines.empty() && deadlines.begin()->deadline <= now)
+            if (auto caller = take_waiter(*deadlines.begin()))
+                post_resume(ex, std::move(caller));
     }
 
     /// The io_context is going away with callers waiting: their coroutines are destroyed.
     void drop_waiters()
     {
         std::vector<asio::any_completion_handler<void()>> dropped;
-        while (!deadlines.empty()) {
-            pending_request& r = *deadlines.begin();
-            deadlines.erase(deadlines.begin());
-            r.cancel_slot.clear();
-            dropped.push_back(std::move(r.waiter));
-        }
+        while (!deadlines.empty())
+            dropped.push_back(take_waiter(*deadlines.begin()));
         // Destroyed here, after the index is left alone: a frame going away may release
         // the request and the session with it (the handler calling this holds the session).
     }
@@ -522,8 +538,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// scheduler holds now.
     void post_ready()
     {
-        for (auto& h : ready)
-            post_resume(ex, std::move(h));
+        post_resumes(ex, ready);
         ready.clear();
     }
 
@@ -533,13 +548,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
     {
         if (!r.waiter)
             return;
-        r.deadline_hook.unlink();
-        r.cancel_slot.clear();
-        if (taking_frames) {
-            ready.push_back(std::move(r.waiter));
-            return;
-        }
-        post_resume(ex, std::move(r.waiter));
+        if (taking_frames)
+            ready.push_back(take_waiter(r));
+        else
+            post_resume(ex, take_waiter(r));
     }
 
     void fail(pending_request& r, boost::system::error_code ec, std::string detail)
@@ -1047,8 +1059,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
                     // A caller's completion threw (a handler that rethrows), out through
                     // io_context::run: the other callers are posted, and so are the
                     // writes and the read that were to follow, so the session goes on.
-                    for (++next; next < callers.size(); ++next)
-                        post_resume(s.ex, std::move(callers[next]));
+                    post_resumes(s.ex, std::span(callers).subspan(next + 1));
                     asio::post(s.ex, [self = s.shared_from_this(), c = c, gen = gen] {
                         if (gen != self->generation)
                             return;
@@ -1353,8 +1364,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
                         auto p = w.lock();
                         if (!p || !p->waiter)
                             return;
-                        p->deadline_hook.unlink();
-                        post_resume(ex, std::move(p->waiter));
+                        post_resume(ex, unhook_waiter(*p));
                     });
                 }
                 s.deadlines.insert(*r);

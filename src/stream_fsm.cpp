@@ -73,9 +73,8 @@ session_event decode_scrubbed(std::string id, std::string_view text, const redac
         scrubbed = secrets.scrubbed(text);
         text = scrubbed;
     }
-    const std::string_view data = text;
-    session_event ev = decode_event(std::move(id), data);
-    if (ev.kind() != event_kind::malformed && may_hide_secret(data)) {
+    session_event ev = decode_event(std::move(id), text);
+    if (ev.kind() != event_kind::malformed && may_hide_secret(text)) {
         // The typed fields were copied from the unscrubbed tree: decode again from the
         // scrubbed one. Rare (escapes, api_key members), so the double work is cheap overall.
         secrets.scrub(ev.raw);
