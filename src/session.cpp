@@ -20,6 +20,7 @@
 #include "detail/endpoint.hpp"
 #include "detail/frame_reader.hpp"
 #include "detail/http_connection.hpp"
+#include "detail/read_pacing.hpp"
 #include "detail/rest.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -269,7 +270,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         : ex(executor), ep(std::move(e)), opts(std::move(o)),
           where(ep->session_origin(endpoint, "session.open")),
           client_id(opts.client_id.empty() ? random_client_id() : opts.client_id),
-          fsm(timing_of(opts), &jitter_sample), timer(ex), state_signal(ex)
+          fsm(timing_of(opts), &jitter_sample), timer(ex), state_signal(ex), pacing(detail::awaiting_tally_of(ex))
     {
     }
 
@@ -317,6 +318,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     bool resuming_callers = false; ///< resume_after_read runs them: their writes wait for its end
     std::vector<asio::any_completion_handler<void()>> ready;
     bool inbox_overflowing = false; ///< an inbox_overflow was logged; the inbox has not been drained since
+    detail::read_pacing pacing; ///< this session in its context's tally of sessions awaiting replies
 
     // While connected, the session runs on completion handlers alone: an idle session
     // holds one pending read and one timer wait, no coroutine frames. `generation`
@@ -779,6 +781,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         ++generation;
         writing = false;
         ping_due = false;
+        pacing.awaiting(false); // what it awaited is resent, if at all, on the next connection
     }
 
     /// The live connection `gen` failed (read or write error, oversized frame).
@@ -1022,14 +1025,25 @@ struct session::impl : std::enable_shared_from_this<impl> {
         return true;
     }
 
-    /// After a read: the callers it woke run, their requests leave, the next read starts.
+    /// After a read: the callers it woke run, their requests leave, the next read starts:
+    /// at once, or one scheduler pass later when other sessions of this thread's context
+    /// await replies too (see detail/read_pacing.hpp).
     template <class Connection>
     void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
-        if (!ready.empty()) {
+        const bool resumed = !ready.empty();
+        if (resumed) {
             resume_after_read(c, gen);
             if (gen != generation)
                 return; // a caller closed the session, or its request broke the connection
+        }
+        pacing.awaiting(!awaiting.empty());
+        if (resumed && pacing.defer_read()) {
+            asio::post(ex, [self = shared_from_this(), c, gen] {
+                if (gen == self->generation)
+                    self->start_read(c, gen);
+            });
+            return;
         }
         start_read(c, gen);
     }
@@ -1086,17 +1100,22 @@ struct session::impl : std::enable_shared_from_this<impl> {
     void start_read(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
         const std::size_t room = read_room(*c);
-        c->ws.next_layer().async_read_some(
-            c->rx.prepare(room), [self = shared_from_this(), c, gen, room](boost::system::error_code ec, std::size_t n) {
-                if (gen != self->generation)
-                    return; // an old connection's read, completing after its close
-                if (ec) {
-                    self->connection_failed(gen, "read: " + ec.message());
-                    return;
-                }
-                if (self->took(c, gen, n, room))
-                    self->read_next(c, gen);
-            });
+        auto handler = [self = shared_from_this(), c, gen, room](boost::system::error_code ec, std::size_t n) {
+            if (gen != self->generation)
+                return; // an old connection's read, completing after its close
+            if (ec) {
+                self->connection_failed(gen, "read: " + ec.message());
+                return;
+            }
+            if (self->took(c, gen, n, room))
+                self->read_next(c, gen);
+        };
+        // A live plain connection has no read timeout (expires_never after the upgrade):
+        // its reads skip basic_stream's timer bookkeeping.
+        if constexpr (Connection::direct)
+            c->ws.next_layer().async_read_some_direct(c->rx.prepare(room), std::move(handler));
+        else
+            c->ws.next_layer().async_read_some(c->rx.prepare(room), std::move(handler));
     }
 
     /// Handles every complete frame in the read buffer. False once the connection is

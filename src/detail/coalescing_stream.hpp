@@ -195,6 +195,19 @@ public:
         return false;
     }
 
+    /// A read straight from the socket, past the next layer's own read operation: for an
+    /// owner that sets the next layer no read timeout (basic_stream's timer bookkeeping is
+    /// then work for nothing, on every read). Bytes held from a header scan come first, as
+    /// with `async_read_some`.
+    template <class MutableBufferSequence, class Token>
+    auto async_read_some_direct(const MutableBufferSequence& buffers, Token&& token)
+        requires direct
+    {
+        if (scanning_header_ || !held_.empty())
+            return async_read_some(buffers, std::forward<Token>(token));
+        return next_.socket().async_read_some(buffers, std::forward<Token>(token));
+    }
+
     /// Reads are forwarded untouched (but see `stop_reads_at_header_end`).
     template <class MutableBufferSequence, class Token>
     auto async_read_some(const MutableBufferSequence& buffers, Token&& token)

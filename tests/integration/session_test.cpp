@@ -4,6 +4,7 @@
 //
 // Timing rules are the state machine's unit tests' job (tests/unit/channel_fsm_test.cpp):
 // these tests check protocol behaviour through counters and results, never elapsed time.
+#include "detail/read_pacing.hpp"
 #include "integration/fixture.hpp"
 
 #include <doctest/doctest.h>
@@ -1212,6 +1213,46 @@ TEST_CASE("session: requests made together leave together - 20 calls started in 
         CHECK(after.writes - before.writes <= 2);
         CHECK(after.connects == 1);
     });
+}
+
+TEST_CASE("session: two sessions in lockstep on one thread pace their reads - every reply arrives and the tally returns to zero")
+{
+    // With other sessions of the context awaiting replies, a session starts its read one
+    // scheduler pass after its write (detail/read_pacing.hpp). Two lockstep callers on two
+    // sessions of one context keep each other counted, so the deferred read is what
+    // delivers their replies; once they stop, the context's tally is back to zero.
+    ws_harness h;
+    auto& peer = h.peer();
+    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
+    peer.start();
+    const auto tally = lens::detail::awaiting_tally_of(h.ctx.get_executor());
+    h.run([&]() -> task<void> {
+        const auto cfg = h.config_for(peer, lens::test::test_key("key-paced"));
+        auto a = co_await lens::session::open(cfg, peer.url(), fast_reconnect());
+        auto b = co_await lens::session::open(cfg, peer.url(), fast_reconnect());
+        constexpr int rounds = 40;
+        int answered = 0;
+        std::size_t most_counted = 0;
+        auto lockstep = [&](lens::session& s, std::string name) -> task<void> {
+            for (int i = 0; i < rounds; ++i) {
+                const auto reply = co_await s.call(name + "." + std::to_string(i), json::object(), within(5s));
+                CHECK(reply.is_object());
+                ++answered;
+                most_counted = std::max(most_counted, tally->load());
+            }
+        };
+        auto ex = co_await asio::this_coro::executor;
+        asio::co_spawn(ex, lockstep(a, "a"), asio::detached);
+        asio::co_spawn(ex, lockstep(b, "b"), asio::detached);
+        CHECK(co_await lens::test::eventually([&] { return answered == 2 * rounds; }));
+        CHECK(most_counted == 2); // both awaited at once: the deferred reads carried the replies
+        CHECK(tally->load() == 0);
+        CHECK(a.stats().connects == 1);
+        CHECK(b.stats().connects == 1);
+        a.close();
+        b.close();
+    });
+    CHECK(tally->load() == 0);
 }
 
 TEST_CASE("session: a caller's completion that throws out of run() does not stall the session - the others and the next read go on")

@@ -346,3 +346,38 @@ TEST_CASE("coalescing stream: during an upgrade, a read stops at the end of the 
     CHECK(rest == after); // what followed came next, in order
     CHECK(s.held() == 0);
 }
+
+TEST_CASE("coalescing stream: a direct read gives the bytes held from the header scan first - then the socket's")
+{
+    asio::io_context ctx;
+    auto sockets = socket_pair(ctx);
+    coalescing_stream<beast::tcp_stream> s(std::move(sockets.first));
+    s.stop_reads_at_header_end();
+    const std::string head = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+    const std::string after = "\x81\x02hi";
+    const std::string later = "\x81\x03you";
+    asio::write(sockets.second, asio::buffer(head + after));
+    std::vector<std::string> reads;
+    char buf[256];
+    std::function<void()> direct_read = [&] {
+        s.async_read_some_direct(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+            REQUIRE(!ec);
+            reads.emplace_back(buf, n);
+            if (reads.size() == 2) // the held bytes are taken: now the socket's
+                asio::write(sockets.second, asio::buffer(later));
+            if (reads.size() < 3)
+                direct_read();
+        });
+    };
+    s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+        REQUIRE(!ec);
+        reads.emplace_back(buf, n);
+        direct_read();
+    });
+    ctx.run_for(watchdog);
+    REQUIRE(reads.size() == 3);
+    CHECK(reads[0] == head);
+    CHECK(reads[1] == after); // held, not skipped by going to the socket
+    CHECK(reads[2] == later);
+    CHECK(s.held() == 0);
+}
