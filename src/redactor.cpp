@@ -1,10 +1,10 @@
 // redactor.cpp — removal of the API key from server data (see detail/redactor.hpp).
 #include "detail/redactor.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json/value.hpp>
 
 #include <cctype>
-#include <vector>
 
 namespace lens::detail {
 
@@ -73,9 +73,36 @@ std::string redactor::scrubbed(std::string_view s) const
     return out;
 }
 
+bool redactor::may_hide_secret(std::string_view text) noexcept
+{
+    if (text.find('\\') != std::string_view::npos)
+        return true;
+    // "api_key" in any case: found by its '_' (memchr), then the letters around it
+    // compared ASCII-folded. A byte-wise case-insensitive search with std::tolower cost
+    // more than the JSON parse of a typical event.
+    constexpr std::string_view name = "api_key";
+    for (std::size_t at = text.find('_', 3); at != std::string_view::npos; at = text.find('_', at + 1)) {
+        if (at + 4 > text.size())
+            return false;
+        bool same = true;
+        for (std::size_t i = 0; i < name.size() && same; ++i)
+            same = i == 3 || (static_cast<unsigned char>(text[at - 3 + i]) | 0x20) == static_cast<unsigned char>(name[i]);
+        if (same)
+            return true;
+    }
+    return false;
+}
+
+void redactor::scrub(boost::json::value& v, std::string_view text) const
+{
+    if (leaks(text) || may_hide_secret(text))
+        scrub(v);
+}
+
 void redactor::scrub(boost::json::value& root) const
 {
-    std::vector<boost::json::value*> pending{&root};
+    // On the stack for the usual few levels: a frame's walk allocates nothing.
+    boost::container::small_vector<boost::json::value*, 32> pending{&root};
     while (!pending.empty()) {
         boost::json::value* v = pending.back();
         pending.pop_back();

@@ -44,6 +44,7 @@
 #include <boost/intrusive/set.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 
 #include <cstring>
 #include <exception>
@@ -108,13 +109,29 @@ detail::channel_timing timing_of(const session_options& o)
 
 /// The frame of a request. Takes `event_data` by value so that a big payload (a query's
 /// image) is moved, not copied, on its way into the frame.
-std::string serialize_request(std::string_view type, json::value event_data)
+/// The request frame: {"type":…}, with its event_data when there is one. Written
+/// straight into the string (Boost.JSON quoting the type): an object built only to be
+/// serialized costs its table, its copy of the type and a growing output, per request.
+std::string serialize_request(std::string_view type, const json::value& event_data)
 {
-    json::object o;
-    o["type"] = type;
-    if (!event_data.is_null())
-        o["event_data"] = std::move(event_data);
-    return json::serialize(o);
+    std::string frame;
+    frame.reserve(type.size() + 16);
+    char chunk[512];
+    json::serializer out;
+    const auto append = [&] {
+        while (!out.done())
+            frame.append(out.read(chunk, sizeof chunk));
+    };
+    frame.append(R"({"type":)");
+    out.reset(type);
+    append();
+    if (!event_data.is_null()) {
+        frame.append(R"(,"event_data":)");
+        out.reset(&event_data);
+        append();
+    }
+    frame.push_back('}');
+    return frame;
 }
 
 /// A refused WebSocket upgrade: a lens::error carrying the server's Retry-After.
@@ -691,7 +708,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             to_inbox(json::string(secrets.scrubbed(text)), text.size());
             return;
         }
-        secrets.scrub(frame);
+        secrets.scrub(frame, text);
         const auto cls = detail::classify_frame(frame);
         if (cls.kind == detail::frame_class::reply) {
             if (auto* r = awaiting.match(cls.request_type)) {
@@ -1059,41 +1076,36 @@ struct session::impl : std::enable_shared_from_this<impl> {
         std::vector<asio::any_completion_handler<void()>> callers;
         callers.swap(ready);
         std::size_t next = 0;
-        struct finally {
-            impl& s;
-            std::vector<asio::any_completion_handler<void()>>& callers;
-            std::size_t& next;
-            const std::shared_ptr<Connection>& c;
-            std::uint64_t gen;
-            int unwinding = std::uncaught_exceptions();
-            ~finally()
-            {
-                s.resuming_callers = false;
-                if (std::uncaught_exceptions() > unwinding) {
-                    // A caller's completion threw (a handler that rethrows), out through
-                    // io_context::run: the other callers are posted, and so are the
-                    // writes and the read that were to follow, so the session goes on.
-                    post_resumes(s.ex, std::span(callers).subspan(next + 1));
-                    asio::post(s.ex, [self = s.shared_from_this(), c = c, gen = gen] {
-                        if (gen != self->generation)
-                            return;
-                        self->pump_writes();
-                        self->start_read(c, gen);
-                    });
-                }
-                callers.clear();
-                if (s.ready.empty())
-                    s.ready.swap(callers); // keep the capacity
-            }
-        } guard{*this, callers, next, c, gen};
         resuming_callers = true;
-        for (; next < callers.size(); ++next)
-            resume(std::move(callers[next]));
-        // Their requests (and a ping a caller's drive() made due) leave in one write, here:
-        // not marked as this pass's write on the spot, which would post an end of pass
-        // (the read handler ends the pass itself). write_next does nothing when nothing waits.
-        if (gen == generation)
-            write_next(c, gen);
+        try {
+            for (; next < callers.size(); ++next)
+                resume(std::move(callers[next]));
+            // Their requests (and a ping a caller's drive() made due) leave in one write,
+            // here: not marked as this pass's write on the spot, which would post an end of
+            // pass (the read handler ends the pass itself). write_next does nothing when
+            // nothing waits.
+            if (gen == generation)
+                write_next(c, gen);
+        } catch (...) {
+            // A caller's completion threw (a handler that rethrows), out through
+            // io_context::run: the other callers are posted, and so are the writes and the
+            // read that were to follow, so the session goes on. (try/catch, not a guard
+            // asking std::uncaught_exceptions: that costs a call on every read.)
+            resuming_callers = false;
+            if (next < callers.size())
+                post_resumes(ex, std::span(callers).subspan(next + 1));
+            asio::post(ex, [self = shared_from_this(), c, gen] {
+                if (gen != self->generation)
+                    return;
+                self->pump_writes();
+                self->start_read(c, gen);
+            });
+            throw;
+        }
+        resuming_callers = false;
+        callers.clear();
+        if (ready.empty())
+            ready.swap(callers); // keep the capacity
     }
 
     template <class Connection>
@@ -1414,11 +1426,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
         const auto timeout = o.timeout.count() > 0 ? o.timeout : s.opts.*timeout_of;
         const auto deadline = detail::deadline_after(clock::now(), timeout);
         auto r = std::make_shared<pending_request>();
-        r->request_type = type;
+        r->idempotent = o.idempotent || is_idempotent(type);
+        r->request_type = std::move(type); // named by r->request_type from here on
         r->frame = std::move(frame);
         r->frame_bytes = r->frame.size();
         s.counters.pending_bytes += r->frame_bytes;
-        r->idempotent = o.idempotent || is_idempotent(type);
         r->self = r;
         r->deadline = deadline;
         s.to_send.push_back(*r);
@@ -1428,13 +1440,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
             co_await wait_for_reply(self, r);
         if (r->done) {
             if (r->ec)
-                throw lens::error(r->ec, type, r->error_detail);
+                throw lens::error(r->ec, r->request_type, r->error_detail);
             co_return std::move(r->reply);
         }
         s.abandon(*r);
         if (clock::now() >= deadline)
-            throw lens::error(errc::timeout, type, "no reply within " + std::to_string(timeout.count()) + " ms");
-        throw boost::system::system_error(asio::error::operation_aborted, type);
+            throw lens::error(errc::timeout, r->request_type, "no reply within " + std::to_string(timeout.count()) + " ms");
+        throw boost::system::system_error(asio::error::operation_aborted, r->request_type);
     }
 
     /// `receive()`: a static coroutine for the same reason as `request`.
@@ -1474,7 +1486,7 @@ constexpr auto request_timeout = &session_options::request_timeout;
 json_task send_request(const self_ptr& self, std::string type, json::value event_data, call_options o,
                        std::chrono::milliseconds session_options::*timeout_of = request_timeout)
 {
-    auto frame = serialize_request(type, std::move(event_data));
+    auto frame = serialize_request(type, event_data);
     return session::impl::request(self, std::move(type), std::move(frame), o, timeout_of);
 }
 

@@ -40,29 +40,6 @@ bool sendable_as_header(std::string_view value) noexcept
     });
 }
 
-/// True when the decoded form of the JSON `text` may hold what the raw text does not
-/// show: an escape (`\u0073k-...` spells a key) or an `api_key` member (any case),
-/// which the redactor removes.
-bool may_hide_secret(std::string_view text) noexcept
-{
-    if (text.find('\\') != std::string_view::npos)
-        return true;
-    // "api_key" in any case: found by its '_' (memchr), then the letters around it
-    // compared ASCII-folded. A byte-wise case-insensitive search with std::tolower cost
-    // more than the JSON parse of a typical event.
-    constexpr std::string_view name = "api_key";
-    for (std::size_t at = text.find('_', 3); at != std::string_view::npos; at = text.find('_', at + 1)) {
-        if (at + 4 > text.size())
-            return false;
-        bool same = true;
-        for (std::size_t i = 0; i < name.size() && same; ++i)
-            same = i == 3 || (static_cast<unsigned char>(text[at - 3 + i]) | 0x20) == static_cast<unsigned char>(name[i]);
-        if (same)
-            return true;
-    }
-    return false;
-}
-
 /// Decodes one event and removes the API key from all of it: the id, the raw text (kept
 /// whole for malformed data), the decoded JSON, and the typed fields derived from it.
 session_event decode_scrubbed(std::string id, std::string_view text, const redactor& secrets)
@@ -74,7 +51,7 @@ session_event decode_scrubbed(std::string id, std::string_view text, const redac
         text = scrubbed;
     }
     session_event ev = decode_event(std::move(id), text);
-    if (ev.kind() != event_kind::malformed && may_hide_secret(text)) {
+    if (ev.kind() != event_kind::malformed && redactor::may_hide_secret(text)) {
         // The typed fields were copied from the unscrubbed tree: decode again from the
         // scrubbed one. Rare (escapes, api_key members), so the double work is cheap overall.
         secrets.scrub(ev.raw);

@@ -35,6 +35,15 @@ public:
     /// Removes every member named `api_key` (any case) and replaces the key in every
     /// string and member name, at any depth (an explicit stack: no recursion limit).
     void scrub(boost::json::value& v) const;
+    /// `v`, parsed from the JSON `text`, scrubbed: the tree is walked only when the text
+    /// shows that it may need it (it holds the key, or may_hide_secret).
+    void scrub(boost::json::value& v, std::string_view text) const;
+
+    /// True when the decoded form of the JSON `text` may hold what the raw text does not
+    /// show: an escape (`\u0073k-...` spells a key) or an `api_key` member (any case),
+    /// which scrub removes. False proves that, when `text` does not leak the key, a tree
+    /// parsed from it holds neither: its strings and names are pieces of the text.
+    static bool may_hide_secret(std::string_view text) noexcept;
 
 private:
     std::string secret_;

@@ -21,6 +21,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -1032,6 +1033,17 @@ std::vector<std::string> leak_key(const json::value& request)
         err["message"] = "stray " + key;
         frames.push_back(json::serialize(err));
         return frames;
+    } else if (type == "leak.hidden") { // the key only in escapes, and an api_key member
+        // The frame's text never spells the key: only its parsed strings do.
+        std::string escaped;
+        for (unsigned char c : key) {
+            char u[8];
+            std::snprintf(u, sizeof u, "\\u%04x", c);
+            escaped += u;
+        }
+        frames.push_back(R"({"type":"leak.hidden.response","event_data":{"echo":")" + escaped + R"(",")" + escaped +
+                         R"(":1,"API_Key":"elsewhere"}})");
+        return frames;
     } else if (type == "leak.close") { // the close reason quotes it
         frames.push_back(scripted_peer::close_with("bye " + key));
         return frames;
@@ -1054,7 +1066,7 @@ http::response<http::string_body> refusal_quoting_key(unsigned status)
 
 } // namespace
 
-TEST_CASE("session: the API key never reaches the caller - replies, error frames, inbox, close reasons, refusals")
+TEST_CASE("session: the API key never reaches the caller - replies, escapes, error frames, inbox, close reasons, refusals")
 {
     ws_harness h;
     auto& peer = h.peer();
@@ -1088,6 +1100,14 @@ TEST_CASE("session: the API key never reaches the caller - replies, error frames
         CHECK_FALSE(leaks(reply_text));
         CHECK_FALSE(reply.at("event_data").as_object().contains("api_key"));
         CHECK(reply.at("event_data").at("echo") == "your key is [redacted]");
+
+        // Escapes and member names: no scan of the frame's text may skip the parsed tree.
+        auto hidden = co_await s.call("leak.hidden");
+        const auto hidden_text = json::serialize(hidden);
+        CHECK_FALSE(leaks(hidden_text));
+        CHECK(hidden.at("event_data").at("echo") == "[redacted]");
+        CHECK(hidden.at("event_data").as_object().contains("[redacted]"));
+        CHECK_FALSE(hidden.at("event_data").as_object().contains("API_Key"));
 
         co_await s.call("leak.unsolicited");
         auto text = s.try_receive(); // the non-JSON frame, kept as a string
