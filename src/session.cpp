@@ -29,6 +29,7 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -191,6 +192,12 @@ using deadline_index = boost::intrusive::multiset<
 void resume(asio::any_completion_handler<void()> h)
 {
     const auto where = asio::get_associated_executor(h);
+    // An io_context's executor running this thread (the usual case) resumes the caller
+    // here, as dispatch would, without wrapping it in a type-erased function first.
+    if (const auto* io = where.target<asio::io_context::executor_type>(); io && io->running_in_this_thread()) {
+        std::move(h)();
+        return;
+    }
     asio::dispatch(where, [h = std::move(h)]() mutable { std::move(h)(); });
 }
 
