@@ -1275,6 +1275,33 @@ TEST_CASE("session: two sessions in lockstep on one thread pace their reads - ev
     CHECK(tally->load() == 0);
 }
 
+TEST_CASE("session: a caller on a strand resumes on its strand - not inline on the session's executor")
+{
+    // Callers woken by a read resume at once when their executor is the io_context running
+    // the read; any other executor (here a strand of the same context) gets them
+    // dispatched, so the caller's code runs where it asked to.
+    ws_harness h;
+    auto& peer = h.peer();
+    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
+    peer.start();
+    h.run([&]() -> task<void> {
+        auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-strand")), peer.url(),
+                                              fast_reconnect());
+        auto strand = asio::make_strand(h.ctx);
+        int answered = 0, on_strand = 0;
+        asio::co_spawn(strand, [&]() -> task<void> {
+            for (int i = 0; i < 10; ++i) {
+                co_await s.call("on.strand", json::object(), within(5s));
+                ++answered;
+                on_strand += strand.running_in_this_thread() ? 1 : 0;
+            }
+        }, asio::detached);
+        CHECK(co_await lens::test::eventually([&] { return answered == 10; }));
+        CHECK(on_strand == 10);
+        s.close();
+    });
+}
+
 TEST_CASE("session: a caller's completion that throws out of run() does not stall the session - the others and the next read go on")
 {
     // A completion handler that rethrows leaves io_context::run: the other callers, the
