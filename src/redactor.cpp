@@ -101,7 +101,7 @@ void redactor::scrub(boost::json::value& v, std::string_view text) const
 
 void redactor::scrub(boost::json::value& root) const
 {
-    // On the stack for the usual few levels: a frame's walk allocates nothing.
+    // Up to 32 values waiting to be visited live on the stack: a reply's walk allocates nothing.
     boost::container::small_vector<boost::json::value*, 32> pending{&root};
     while (!pending.empty()) {
         boost::json::value* v = pending.back();

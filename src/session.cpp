@@ -108,11 +108,10 @@ detail::channel_timing timing_of(const session_options& o)
     return t;
 }
 
-/// The frame of a request. Takes `event_data` by value so that a big payload (a query's
-/// image) is moved, not copied, on its way into the frame.
 /// The request frame: {"type":…}, with its event_data when there is one. Written
 /// straight into the string (Boost.JSON quoting the type): an object built only to be
 /// serialized costs its table, its copy of the type and a growing output, per request.
+/// A big `event_data` (a query's image) is read in place, never copied.
 std::string serialize_request(std::string_view type, const json::value& event_data)
 {
     std::string frame;
@@ -1075,8 +1074,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// Resumes the callers whose replies the last read delivered, here and now, as a raw
     /// read loop would: a posted resumption costs a scheduler pass (and a non-blocking
     /// epoll_wait) before the caller's next request leaves. Their requests wait while
-    /// they run and then leave together in one write, before the next read starts, whose
-    /// first attempt (a system call) usually finds the socket empty.
+    /// they run and then leave together in one write, before the next read starts (when,
+    /// read_next decides).
     template <class Connection>
     void resume_after_read(const std::shared_ptr<Connection>& c, std::uint64_t gen)
     {
