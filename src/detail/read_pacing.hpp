@@ -1,16 +1,16 @@
 // When a session starts its next read after it wrote requests: at once, or one scheduler
 // pass later.
 //
-// Asio tries every read on the spot first (a recvmsg) and waits for the reactor only when
+// Asio tries every read on the spot first (a receive system call) and waits for the reactor only when
 // that finds the socket empty. Right after a session writes, its replies are a round trip
 // away, so that first attempt finds nothing: one system call wasted per write.
 // - A session alone with requests in flight on its execution context starts the read at
 //   once anyway. Nothing else runs on the thread meanwhile; a read started one pass later
-//   would cost a non-blocking epoll_wait in place of the recvmsg, and gain nothing.
+//   would cost a non-blocking epoll_wait in place of the receive, and gain nothing.
 // - When other sessions of the context wait for replies too, the thread has their replies
 //   to handle in the meantime. A read started after that pass usually finds its reply
-//   already there and takes it in one recvmsg, as a raw read loop does (measured at 16
-//   sessions with one request each: 2.0 → 1.0 recvmsg per request).
+//   already there and takes it in one receive, as a raw read loop does (measured at 16
+//   sessions with one request each: 2.0 → 1.0 receives per request).
 //
 // `read_pacing` is one session's place in its context's tally of sessions with requests
 // in flight. The tally is shared (and atomic: sessions on strands of one multi-threaded
