@@ -1062,13 +1062,24 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
         pacing.awaiting(!awaiting.empty());
         if (resumed && pacing.defer_read()) {
-            asio::post(ex, [self = shared_from_this(), c, gen] {
-                if (gen == self->generation)
-                    self->start_read(c, gen);
-            });
+            start_read_later(c, gen);
             return;
         }
         start_read(c, gen);
+    }
+
+    /// Starts the next read after what the scheduler holds now (the writes still queued
+    /// first, with `pump_first`), unless the connection has changed meanwhile.
+    template <class Connection>
+    void start_read_later(const std::shared_ptr<Connection>& c, std::uint64_t gen, bool pump_first = false)
+    {
+        asio::post(ex, [self = shared_from_this(), c, gen, pump_first] {
+            if (gen != self->generation)
+                return;
+            if (pump_first)
+                self->pump_writes();
+            self->start_read(c, gen);
+        });
     }
 
     /// Resumes the callers whose replies the last read delivered, here and now, as a raw
@@ -1100,12 +1111,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             resuming_callers = false;
             if (next < callers.size())
                 post_resumes(ex, std::span(callers).subspan(next + 1));
-            asio::post(ex, [self = shared_from_this(), c, gen] {
-                if (gen != self->generation)
-                    return;
-                self->pump_writes();
-                self->start_read(c, gen);
-            });
+            start_read_later(c, gen, true);
             throw;
         }
         resuming_callers = false;
@@ -1128,12 +1134,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
             if (self->took(c, gen, n, room))
                 self->read_next(c, gen);
         };
-        // A live plain connection has no read timeout (expires_never after the upgrade):
-        // its reads skip basic_stream's timer bookkeeping.
-        if constexpr (Connection::direct)
-            c->ws.next_layer().async_read_some_direct(c->rx.prepare(room), std::move(handler));
-        else
-            c->ws.next_layer().async_read_some(c->rx.prepare(room), std::move(handler));
+        // A live connection has no read timeout (expires_never after the upgrade).
+        c->ws.next_layer().async_read_some_untimed(c->rx.prepare(room), std::move(handler));
     }
 
     /// Handles every complete frame in the read buffer. False once the connection is

@@ -195,17 +195,18 @@ public:
         return false;
     }
 
-    /// A read straight from the socket, past the next layer's own read operation: for an
-    /// owner that sets the next layer no read timeout (basic_stream's timer bookkeeping is
-    /// then work for nothing, on every read). Bytes held from a header scan come first, as
-    /// with `async_read_some`.
+    /// For an owner that sets the next layer no read timeout: over a plain socket the read
+    /// goes straight to it, past the next layer's own read operation (basic_stream's timer
+    /// bookkeeping is then work for nothing, on every read); over anything else (TLS) it
+    /// is `async_read_some`. Bytes held from a header scan come first either way.
     template <class MutableBufferSequence, class Token>
-    auto async_read_some_direct(const MutableBufferSequence& buffers, Token&& token)
-        requires direct
+    auto async_read_some_untimed(const MutableBufferSequence& buffers, Token&& token)
     {
-        if (scanning_header_ || !held_.empty())
-            return async_read_some(buffers, std::forward<Token>(token));
-        return next_.socket().async_read_some(buffers, std::forward<Token>(token));
+        if constexpr (direct) {
+            if (!scanning_header_ && held_.empty())
+                return next_.socket().async_read_some(buffers, std::forward<Token>(token));
+        }
+        return async_read_some(buffers, std::forward<Token>(token));
     }
 
     /// Reads are forwarded untouched (but see `stop_reads_at_header_end`).

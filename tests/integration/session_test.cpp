@@ -160,6 +160,8 @@ private:
 
 /// The shared fixture (emulator, watchdog) plus what every session test needs: the
 /// error texts seen (checked for the key), scripted peers stopped at the end.
+std::string reply_to(const json::value& request); // below, with the other scripted answers
+
 struct ws_harness : lens::test::fixture {
     std::vector<std::string> messages; ///< every error text seen, checked for the key
     std::deque<scripted_peer> peers;
@@ -187,6 +189,15 @@ struct ws_harness : lens::test::fixture {
 
     /// A scripted peer on this harness's context (start it once scripted).
     scripted_peer& peer() { return peers.emplace_back(ctx.get_executor()); }
+
+    /// A started peer that answers every request with its `.response` (reply_to).
+    scripted_peer& answering_peer()
+    {
+        auto& p = peer();
+        p.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
+        p.start();
+        return p;
+    }
 
     /// A config whose REST endpoint is `p`'s host and port, with `key`.
     lens::config config_for(const scripted_peer& p, std::string key) const
@@ -1212,9 +1223,7 @@ TEST_CASE("session: requests made together leave together - 20 calls started in 
     // The first request of a scheduler pass is written on the spot; the others made in
     // the same pass wait for its end and leave in one write, not one write each.
     ws_harness h;
-    auto& peer = h.peer();
-    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
-    peer.start();
+    auto& peer = h.answering_peer();
     h.run([&]() -> task<void> {
         auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-together")), peer.url(),
                                               fast_reconnect());
@@ -1242,9 +1251,7 @@ TEST_CASE("session: two sessions in lockstep on one thread pace their reads - ev
     // sessions of one context keep each other counted, so the deferred read is what
     // delivers their replies; once they stop, the context's tally is back to zero.
     ws_harness h;
-    auto& peer = h.peer();
-    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
-    peer.start();
+    auto& peer = h.answering_peer();
     const auto tally = lens::detail::awaiting_tally_of(h.ctx.get_executor());
     h.run([&]() -> task<void> {
         const auto cfg = h.config_for(peer, lens::test::test_key("key-paced"));
@@ -1281,9 +1288,7 @@ TEST_CASE("session: a caller on a strand resumes on its strand - not inline on t
     // the read; any other executor (here a strand of the same context) gets them
     // dispatched, so the caller's code runs where it asked to.
     ws_harness h;
-    auto& peer = h.peer();
-    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
-    peer.start();
+    auto& peer = h.answering_peer();
     h.run([&]() -> task<void> {
         auto s = co_await lens::session::open(h.config_for(peer, lens::test::test_key("key-strand")), peer.url(),
                                               fast_reconnect());
@@ -1310,9 +1315,7 @@ TEST_CASE("session: a caller's completion that throws out of run() does not stal
     // the read's inline resumption: resume_after_read's exception guard is defensive and
     // no test reaches it through the public API.
     ws_harness h;
-    auto& peer = h.peer();
-    peer.answer = [](const json::value& request, int) { return std::vector<std::string>{reply_to(request)}; };
-    peer.start();
+    auto& peer = h.answering_peer();
     struct thrown {};
     std::optional<lens::session> s;
     bool opened = false;

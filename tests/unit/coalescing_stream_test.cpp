@@ -320,20 +320,27 @@ TEST_CASE("coalescing stream: bytes appended in place leave in one write with th
     CHECK(got.substr(got.size() - 9) == "piece 49;");
 }
 
+/// A layer reading an upgrade's response (`stop_reads_at_header_end`), and its peer.
+struct upgrading_layer {
+    asio::io_context ctx;
+    std::pair<tcp::socket, tcp::socket> sockets = socket_pair(ctx);
+    coalescing_stream<beast::tcp_stream> s{std::move(sockets.first)};
+    tcp::socket& peer = sockets.second;
+
+    upgrading_layer() { s.stop_reads_at_header_end(); }
+};
+
 TEST_CASE("coalescing stream: during an upgrade, a read stops at the end of the header block")
 {
-    asio::io_context ctx;
-    auto sockets = socket_pair(ctx);
-    coalescing_stream<beast::tcp_stream> s(std::move(sockets.first));
-    s.stop_reads_at_header_end();
+    upgrading_layer u;
     // The response and the first frames in one write, split by the reads below anywhere.
     const std::string head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
     const std::string after = "\x81\x02hi\x81\x03you";
-    asio::async_write(sockets.second, asio::buffer(head + after), [](error_code, std::size_t) {});
+    asio::async_write(u.peer, asio::buffer(head + after), [](error_code, std::size_t) {});
     std::string first, rest;
     char buf[7]; // small reads: the "\r\n\r\n" falls across two of them
     std::function<void()> read = [&] {
-        s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+        u.s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
             REQUIRE(!ec);
             (first.size() < head.size() ? first : rest).append(buf, n);
             if (rest.size() < after.size())
@@ -341,43 +348,40 @@ TEST_CASE("coalescing stream: during an upgrade, a read stops at the end of the 
         });
     };
     read();
-    ctx.run_for(watchdog);
+    u.ctx.run_for(watchdog);
     CHECK(first == head); // no read went past the header block
     CHECK(rest == after); // what followed came next, in order
-    CHECK(s.held() == 0);
+    CHECK(u.s.held() == 0);
 }
 
-TEST_CASE("coalescing stream: a direct read gives the bytes held from the header scan first - then the socket's")
+TEST_CASE("coalescing stream: an untimed read gives the bytes held from the header scan first - then the socket's")
 {
-    asio::io_context ctx;
-    auto sockets = socket_pair(ctx);
-    coalescing_stream<beast::tcp_stream> s(std::move(sockets.first));
-    s.stop_reads_at_header_end();
+    upgrading_layer u;
     const std::string head = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
     const std::string after = "\x81\x02hi";
     const std::string later = "\x81\x03you";
-    asio::write(sockets.second, asio::buffer(head + after));
+    asio::write(u.peer, asio::buffer(head + after));
     std::vector<std::string> reads;
     char buf[256];
-    std::function<void()> direct_read = [&] {
-        s.async_read_some_direct(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+    std::function<void()> untimed_read = [&] {
+        u.s.async_read_some_untimed(asio::buffer(buf), [&](error_code ec, std::size_t n) {
             REQUIRE(!ec);
             reads.emplace_back(buf, n);
             if (reads.size() == 2) // the held bytes are taken: now the socket's
-                asio::write(sockets.second, asio::buffer(later));
+                asio::write(u.peer, asio::buffer(later));
             if (reads.size() < 3)
-                direct_read();
+                untimed_read();
         });
     };
-    s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+    u.s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
         REQUIRE(!ec);
         reads.emplace_back(buf, n);
-        direct_read();
+        untimed_read();
     });
-    ctx.run_for(watchdog);
+    u.ctx.run_for(watchdog);
     REQUIRE(reads.size() == 3);
     CHECK(reads[0] == head);
     CHECK(reads[1] == after); // held, not skipped by going to the socket
     CHECK(reads[2] == later);
-    CHECK(s.held() == 0);
+    CHECK(u.s.held() == 0);
 }
