@@ -989,7 +989,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         live_socket = &beast::get_lowest_layer(c->ws);
         c->ws.next_layer().keep_alive_with(c); // the layer's own writes (a flush) hold the connection
         state_signal.cancel();
-        read_next(c, gen);
+        read_next(shared_from_this(), c, gen);
         write_next(c, gen); // requests queued while disconnected
         drive(now);
     }
@@ -1051,8 +1051,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// After a read: the callers it woke run, their requests leave, the next read starts:
     /// at once, or one scheduler pass later when other sessions of this thread's context
     /// await replies too (see detail/read_pacing.hpp).
+    ///
+    /// The read loop's two owners (`owner` of this session, `c` of its connection) pass by
+    /// value from one read's handler to the next read's: moved, not copied, which saves four
+    /// atomic reference count updates per read.
     template <class Connection>
-    void read_next(const std::shared_ptr<Connection>& c, std::uint64_t gen)
+    void read_next(std::shared_ptr<impl> owner, std::shared_ptr<Connection> c, std::uint64_t gen)
     {
         const bool resumed = !ready.empty();
         if (resumed) {
@@ -1062,23 +1066,25 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
         pacing.awaiting(!awaiting.empty());
         if (resumed && pacing.defer_read()) {
-            start_read_later(c, gen);
+            start_read_later(std::move(owner), std::move(c), gen);
             return;
         }
-        start_read(c, gen);
+        start_read(std::move(owner), std::move(c), gen);
     }
 
     /// Starts the next read after what the scheduler holds now (the writes still queued
     /// first, with `pump_first`), unless the connection has changed meanwhile.
     template <class Connection>
-    void start_read_later(const std::shared_ptr<Connection>& c, std::uint64_t gen, bool pump_first = false)
+    void start_read_later(std::shared_ptr<impl> owner, std::shared_ptr<Connection> c, std::uint64_t gen,
+                          bool pump_first = false)
     {
-        asio::post(ex, [self = shared_from_this(), c, gen, pump_first] {
-            if (gen != self->generation)
+        asio::post(ex, [owner = std::move(owner), c = std::move(c), gen, pump_first]() mutable {
+            impl& self = *owner;
+            if (gen != self.generation)
                 return;
             if (pump_first)
-                self->pump_writes();
-            self->start_read(c, gen);
+                self.pump_writes();
+            self.start_read(std::move(owner), std::move(c), gen);
         });
     }
 
@@ -1111,7 +1117,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
             resuming_callers = false;
             if (next < callers.size())
                 post_resumes(ex, std::span(callers).subspan(next + 1));
-            start_read_later(c, gen, true);
+            start_read_later(shared_from_this(), c, gen, true);
             throw;
         }
         resuming_callers = false;
@@ -1121,21 +1127,25 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
 
     template <class Connection>
-    void start_read(const std::shared_ptr<Connection>& c, std::uint64_t gen)
+    void start_read(std::shared_ptr<impl> owner, std::shared_ptr<Connection> c, std::uint64_t gen)
     {
         const std::size_t room = read_room(*c);
-        auto handler = [self = shared_from_this(), c, gen, room](boost::system::error_code ec, std::size_t n) {
-            if (gen != self->generation)
+        auto& layer = c->ws.next_layer();
+        const auto buffer = c->rx.prepare(room);
+        auto handler = [owner = std::move(owner), c = std::move(c), gen, room](boost::system::error_code ec,
+                                                                               std::size_t n) mutable {
+            impl& self = *owner;
+            if (gen != self.generation)
                 return; // an old connection's read, completing after its close
             if (ec) {
-                self->connection_failed(gen, "read: " + ec.message());
+                self.connection_failed(gen, "read: " + ec.message());
                 return;
             }
-            if (self->took(c, gen, n, room))
-                self->read_next(c, gen);
+            if (self.took(c, gen, n, room))
+                self.read_next(std::move(owner), std::move(c), gen);
         };
         // A live connection has no read timeout (expires_never after the upgrade).
-        c->ws.next_layer().async_read_some_untimed(c->rx.prepare(room), std::move(handler));
+        layer.async_read_some_untimed(buffer, std::move(handler));
     }
 
     /// Handles every complete frame in the read buffer. False once the connection is
