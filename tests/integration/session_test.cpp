@@ -995,6 +995,39 @@ TEST_CASE("session: closing during a connect attempt ends the attempt - nothing 
     });
 }
 
+TEST_CASE("session: closing during a TLS handshake that never completes ends the attempt at once")
+{
+    // The stage before the upgrade: TCP is up, the server never sends its hello. The
+    // attempt is cancelled from open(), and its socket must close then, not at the
+    // attempt's deadline.
+    ws_harness h;
+    asio::ip::tcp::acceptor acceptor(h.ctx, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = acceptor.local_endpoint().port();
+    int accepted = 0, closed_by_client = 0;
+    asio::co_spawn(h.ctx, [&]() -> task<void> {
+        auto sock = co_await acceptor.async_accept(asio::use_awaitable);
+        ++accepted;
+        char sink[4096];
+        for (;;) { // the ClientHello, then nothing until the client closes
+            auto [ec, n] = co_await sock.async_read_some(asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+                ++closed_by_client;
+                co_return;
+            }
+        }
+    }, asio::detached);
+    h.run([&]() -> task<void> {
+        auto c = h.cfg;
+        c.endpoint = "https://127.0.0.1:" + std::to_string(port) + "/v0.5";
+        lens::session_options so;
+        so.connect_timeout = 60s; // far beyond the watchdog: only the cancellation can end it
+        const std::string url = "wss://127.0.0.1:" + std::to_string(port) + "/v0.5/lens/sessions/lsn-tls";
+        auto r = co_await (lens::session::open(c, url, so) || h.eventually([&] { return accepted == 1; }));
+        REQUIRE(r.index() == 1); // open was cancelled
+        CHECK(co_await h.eventually([&] { return closed_by_client == 1; }));
+    });
+}
+
 // ---- the secret boundary -----------------------------------------------------------------
 
 namespace {
