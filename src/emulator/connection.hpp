@@ -43,6 +43,9 @@ std::optional<api_target> parse_target(std::string_view target);
 // ---- REST (rest.cpp) -------------------------------------------------------
 
 struct rest_outcome {
+    /// A reply, sent after `delay`.
+    rest_outcome(response r, std::chrono::milliseconds delay = {}) : res(std::move(r)), delay(delay) {}
+
     response res;
     std::chrono::milliseconds delay{0}; ///< wait this long before replying (a lens's thinking time)
     /// The body, when it is a spooled file: `res` is then the header only (its

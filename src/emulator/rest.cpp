@@ -317,16 +317,10 @@ private:
 
     response sessions_create()
     {
-        auto body = body_object(req_);
-        if (auto* r = std::get_if<response>(&body))
+        auto found = body_lens();
+        if (auto* r = std::get_if<response>(&found))
             return std::move(*r);
-        auto& o = std::get<json::object>(body);
-        auto* id = string_field(o, "lens_id");
-        if (!id)
-            return detail_reply(req_, 422, "lens_id is required");
-        auto* l = srv_.find_lens(*id);
-        if (!l)
-            return detail_reply(req_, 404, "Lens not found: " + std::string(*id));
+        lens_entry* l = std::get<0>(found).first;
         if (srv_.live_sessions() >= srv_.opts.max_sessions) {
             // The real server reports running out of runners as a success status.
             return json_response(
