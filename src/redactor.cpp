@@ -42,7 +42,10 @@ std::string replace_all(std::string_view s, std::string_view key, std::string_vi
 
 bool redactor::leaks(std::string_view s) const noexcept
 {
-    return !secret_.empty() && s.find(secret_) != std::string_view::npos;
+    if (!key_)
+        return false;
+    const char* end = s.data() + s.size();
+    return key_->search(s.data(), end).first != end;
 }
 
 void redactor::scrub(std::string& s) const
@@ -56,7 +59,8 @@ std::string redactor::scrubbed(std::string_view s) const
 {
     if (!leaks(s))
         return std::string(s);
-    std::string out = replace_all(s, secret_, mask);
+    const std::string_view key = secret();
+    std::string out = replace_all(s, key, mask);
     if (!leaks(out))
         return out;
     // The mask spelled the key again, alone or with its neighbours: a key such as "e" or
@@ -64,12 +68,12 @@ std::string redactor::scrubbed(std::string_view s) const
     // made of a character the key lacks cannot: an occurrence in the result would lie
     // within the text between two replaced occurrences, where the search found none.
     for (char c : std::string_view("*#~^%"))
-        if (secret_.find(c) == std::string::npos)
-            return replace_all(s, secret_, std::string(mask.size(), c));
+        if (key.find(c) == std::string::npos)
+            return replace_all(s, key, std::string(mask.size(), c));
     // The key holds every one of them: delete it until none is left (each pass shortens).
-    out = replace_all(s, secret_, {});
+    out = replace_all(s, key, {});
     while (leaks(out))
-        out = replace_all(out, secret_, {});
+        out = replace_all(out, key, {});
     return out;
 }
 
