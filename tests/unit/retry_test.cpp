@@ -556,6 +556,40 @@ TEST_SUITE("redactor")
         CHECK(aa.scrubbed("aaaa") == "[redacted][redacted]");
     }
 
+    TEST_CASE("the key is found wherever it stands - at either end, after a near miss, in a copy of the redactor")
+    {
+        // The search skips through a text by the key's length (Boyer-Moore-Horspool):
+        // these are the places where a skip table done wrong steps over an occurrence.
+        const redactor secrets("abcab");
+        const std::string_view found[] = {
+            "abcab", "abcab...", "...abcab", "abcabcab", "ababcab", "aabcab", "abcaabcab", "bcab abcab",
+        };
+        const std::string_view missed[] = {"", "abca", "bcab", "abcaB", "abc ab", "ab cab abca"};
+        const redactor copy = secrets; // copies share the searcher
+        for (auto text : found) {
+            CAPTURE(text);
+            CHECK(secrets.leaks(text));
+            CHECK(copy.leaks(text));
+            CHECK_FALSE(secrets.leaks(secrets.scrubbed(text)));
+        }
+        for (auto text : missed) {
+            CAPTURE(text);
+            CHECK_FALSE(secrets.leaks(text));
+            CHECK(secrets.scrubbed(text) == text);
+        }
+        // Every position of the key in a longer text, checked against a plain search.
+        const std::string key = "sk-9fJ2kLq0ZxV7";
+        const redactor long_key(key);
+        for (std::size_t at = 0; at <= 64; ++at) {
+            std::string text(64, 'k');
+            text.insert(at, key);
+            CAPTURE(at);
+            CHECK(long_key.leaks(text));
+            text.erase(at + key.size() - 1, 1); // one letter short
+            CHECK(long_key.leaks(text) == (text.find(key) != std::string::npos));
+        }
+    }
+
     TEST_CASE("the key is removed from strings and member names at any depth, in order")
     {
         const redactor secrets("sk-SECRET");
