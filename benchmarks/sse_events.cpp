@@ -211,8 +211,8 @@ struct sample {
 std::string cell(std::vector<double> v, const char* fmt)
 {
     std::sort(v.begin(), v.end());
-    char out[96];
     char a[32], b[32], c[32];
+    char out[sizeof a + sizeof b + sizeof c + 8];
     std::snprintf(a, sizeof a, fmt, v[v.size() / 2]);
     std::snprintf(b, sizeof b, fmt, v.front());
     std::snprintf(c, sizeof c, fmt, v.back());

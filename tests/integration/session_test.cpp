@@ -108,7 +108,7 @@ private:
         if (rec)
             co_return;
         if (hang && hang(index)) {
-            auto [hec, hn] = co_await http::async_read(ws->next_layer(), buf, req, nothrow); // until closed
+            co_await http::async_read(ws->next_layer(), buf, req, nothrow); // until closed
             ++closed_by_client;
             co_return;
         }
