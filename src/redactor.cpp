@@ -21,23 +21,6 @@ bool is_api_key_name(std::string_view name) noexcept
     return true;
 }
 
-// `s` with each occurrence of `key`, left to right and without overlap, replaced by `with`.
-std::string replace_all(std::string_view s, std::string_view key, std::string_view with)
-{
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t pos = 0;;) {
-        const auto hit = s.find(key, pos);
-        if (hit == std::string_view::npos) {
-            out.append(s.substr(pos));
-            return out;
-        }
-        out.append(s.substr(pos, hit - pos));
-        out.append(with);
-        pos = hit + key.size();
-    }
-}
-
 } // namespace
 
 bool redactor::leaks(std::string_view s) const noexcept
@@ -46,6 +29,21 @@ bool redactor::leaks(std::string_view s) const noexcept
         return false;
     const char* end = s.data() + s.size();
     return key_->search(s.data(), end).first != end;
+}
+
+std::string redactor::replace_all(std::string_view s, std::string_view with) const
+{
+    std::string out;
+    out.reserve(s.size());
+    const char* end = s.data() + s.size();
+    for (const char* pos = s.data();;) {
+        const auto [hit, hit_end] = key_->search(pos, end);
+        out.append(pos, hit);
+        if (hit == end)
+            return out;
+        out.append(with);
+        pos = hit_end;
+    }
 }
 
 void redactor::scrub(std::string& s) const
@@ -59,8 +57,7 @@ std::string redactor::scrubbed(std::string_view s) const
 {
     if (!leaks(s))
         return std::string(s);
-    const std::string_view key = secret();
-    std::string out = replace_all(s, key, mask);
+    std::string out = replace_all(s, mask);
     if (!leaks(out))
         return out;
     // The mask spelled the key again, alone or with its neighbours: a key such as "e" or
@@ -68,12 +65,12 @@ std::string redactor::scrubbed(std::string_view s) const
     // made of a character the key lacks cannot: an occurrence in the result would lie
     // within the text between two replaced occurrences, where the search found none.
     for (char c : std::string_view("*#~^%"))
-        if (key.find(c) == std::string::npos)
-            return replace_all(s, key, std::string(mask.size(), c));
+        if (key_->key.find(c) == std::string::npos)
+            return replace_all(s, std::string(mask.size(), c));
     // The key holds every one of them: delete it until none is left (each pass shortens).
-    out = replace_all(s, key, {});
+    out = replace_all(s, {});
     while (leaks(out))
-        out = replace_all(out, key, {});
+        out = replace_all(out, {});
     return out;
 }
 

@@ -62,7 +62,9 @@ private:
         std::string key;
         std::boyer_moore_horspool_searcher<const char*> search; ///< over `key` (declared after it)
     };
-    std::string_view secret() const noexcept { return key_ ? std::string_view(key_->key) : std::string_view(); }
+    /// `s` with each occurrence of the key, left to right and without overlap, replaced by
+    /// `with` (the same search as `leaks`). Only for a redactor with a key.
+    std::string replace_all(std::string_view s, std::string_view with) const;
 
     std::shared_ptr<const finder> key_; ///< null: no key, nothing to hide
 };
