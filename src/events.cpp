@@ -136,9 +136,12 @@ session_event& session_event::operator=(session_event&& other)
 
 void session_event::bind_views() noexcept
 {
-    const json::object* data_obj = nullptr;
-    if (auto* o = raw.if_object())
-        data_obj = object_at(*o, "event_data");
+    const auto* o = raw.if_object();
+    bind_views(o ? object_at(*o, "event_data") : nullptr);
+}
+
+void session_event::bind_views(const json::object* data_obj) noexcept
+{
     if (auto* r = std::get_if<inference_result>(&body)) {
         const json::value* response = data_obj ? data_obj->if_contains("response") : nullptr;
         const json::object* metadata = data_obj ? object_at(*data_obj, "query_metadata") : nullptr;
@@ -200,11 +203,12 @@ session_event decode_event(std::string id, std::string_view data)
         return ev;
     }
     const json::object* o = ev.raw.if_object();
-    if (!o || !o->contains("type") || !o->at("type").is_string()) {
+    const json::value* type_value = o ? o->if_contains("type") : nullptr;
+    if (!type_value || !type_value->is_string()) {
         ev.body = unknown_event{};
         return ev;
     }
-    ev.type = std::string(o->at("type").get_string());
+    ev.type = std::string(type_value->get_string());
     const std::string_view type = ev.type;
     const json::object* data_obj = object_at(*o, "event_data");
 
@@ -225,7 +229,7 @@ session_event decode_event(std::string id, std::string_view data)
         if (data_obj)
             r.query_id = string_at(data_obj, "query_id");
         ev.body = std::move(r);
-        ev.bind_views();
+        ev.bind_views(data_obj);
     } else if (type == "inference.error") {
         inference_error e;
         if (data_obj)
@@ -250,7 +254,7 @@ session_event decode_event(std::string id, std::string_view data)
             f.timestamp = number_at<double>(data_obj, "timestamp");
         }
         ev.body = std::move(f);
-        ev.bind_views();
+        ev.bind_views(data_obj);
     } else if (type == "error") {
         error_event e;
         e.message = string_at(o, "message");

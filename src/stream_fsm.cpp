@@ -2,6 +2,7 @@
 #include "detail/stream_fsm.hpp"
 
 #include "detail/bounded_json.hpp"
+#include "detail/byte_pair_search.hpp"
 
 #include <lens/detail/deadline.hpp>
 #include <lens/retry.hpp>
@@ -65,13 +66,14 @@ bool may_end_stream(std::string_view data) noexcept
 {
     if (data.find('\\') != std::string_view::npos)
         return true;
-    // "stream.end" found by its '.' (memchr), then the letters around it compared:
-    // find("stream.end") stops at every 's' of a payload, a few times as often.
+    // "stream.end" found by its ".", "d" (detail/byte_pair_search.hpp), then the letters
+    // around them compared: find("stream.end") stops at every 's' of a payload.
     constexpr std::string_view before = "stream", after = ".end";
-    for (std::size_t at = data.find('.', before.size()); at != std::string_view::npos; at = data.find('.', at + 1))
-        if (data.substr(at, after.size()) == after && data.substr(at - before.size(), before.size()) == before)
-            return true;
-    return false;
+    const byte_pair pair{'.', 'd', after.size() - 1};
+    return find_byte_pair(data, pair, [&](std::size_t at) noexcept {
+        return at >= before.size() && data.substr(at, after.size()) == after &&
+               data.substr(at - before.size(), before.size()) == before;
+    }) != std::string_view::npos;
 }
 
 std::optional<std::chrono::milliseconds> longer(std::optional<std::chrono::milliseconds> a,

@@ -187,6 +187,8 @@ private:
     friend session_event decode_event(std::string id, std::string_view data);
     /// Points the views of `body` into `raw`.
     void bind_views() noexcept;
+    /// The same, given `raw`'s `event_data` object (null when it has none).
+    void bind_views(const boost::json::object* event_data) noexcept;
 };
 
 /// Decodes one SSE `data` payload. Never throws for odd content (see the policy above).
