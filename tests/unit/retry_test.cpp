@@ -621,6 +621,27 @@ TEST_SUITE("redactor")
               R"({"id":"lsn-1","api_keys":"kept","x_api_key":"kept","nested":{"z":[{}]},"last":true})");
     }
 
+    TEST_CASE("an api_key member is noticed wherever it stands in the text, in any case, up to the last byte")
+    {
+        // may_hide_secret looks for "_k" sixteen places at a time, then for the letters
+        // around it: padding moves the name through every place of a block.
+        const redactor secrets("sk-SECRET");
+        for (std::size_t pad = 0; pad <= 40; ++pad) {
+            CAPTURE(pad);
+            const std::string text = "{\"p\":\"" + std::string(pad, '_') + "\",\"API_Key\":\"v\"}";
+            CHECK(redactor::may_hide_secret(text));
+            auto v = boost::json::parse(text);
+            secrets.scrub(v, text);
+            CHECK(boost::json::serialize(v) == "{\"p\":\"" + std::string(pad, '_') + "\"}");
+            const std::string filler(pad, 'k');
+            CHECK(redactor::may_hide_secret(filler + "api_key"));
+            CHECK(redactor::may_hide_secret("api_KEY" + filler));
+            CHECK_FALSE(redactor::may_hide_secret(filler + "api_ke"));   // cut short at the end
+            CHECK_FALSE(redactor::may_hide_secret("pi_key" + filler));   // cut short at the start
+            CHECK_FALSE(redactor::may_hide_secret(filler + "apikey_k" + filler));
+        }
+    }
+
     TEST_CASE("escaped keys are scrubbed once parsed")
     {
         // JSON escapes cannot hide the key: scrubbing runs on the decoded tree.

@@ -562,6 +562,23 @@ TEST_CASE("stream_fsm: an sse.stream.end spelled with escapes stops the stream t
     CHECK(evs[1].id == "1");
 }
 
+TEST_CASE("stream_fsm: sse.stream.end is recognised wherever its type stands in the payload")
+{
+    // The end is looked for by its ".", "d" sixteen places at a time: padding moves it
+    // through every place of a block and across the blocks' boundaries.
+    for (std::size_t pad = 0; pad <= 40; ++pad) {
+        CAPTURE(pad);
+        auto f = make();
+        connect_at(f, at(0s));
+        const std::string end = "data: {\"p\":\"" + std::string(pad, 's') + "\",\"type\":\"sse.stream.end\"}\n\n";
+        REQUIRE(f.received(event("1") + end + event("2"), at(1ms)) == step::stop);
+        CHECK(f.ended());
+        const auto evs = take_all(f);
+        REQUIRE(evs.size() == 2);
+        CHECK(evs[1].kind() == lens::event_kind::stream_end);
+    }
+}
+
 TEST_CASE("stream_fsm: queued events are decoded as they are taken - malformed ones are counted on delivery")
 {
     auto f = make();
