@@ -7,7 +7,6 @@
 #include <boost/json/value.hpp>
 
 #include <cctype>
-#include <cstring>
 
 namespace lens::detail {
 
@@ -28,11 +27,7 @@ bool is_api_key_name(std::string_view name) noexcept
 
 std::size_t redactor::finder::find(std::string_view s) const noexcept
 {
-    const std::size_t last = key.size() - 1; // the key is never empty
-    const byte_pair ends{static_cast<unsigned char>(key[0]), static_cast<unsigned char>(key[last]), last};
-    return find_byte_pair(s, ends, [&](std::size_t at) noexcept {
-        return last < 2 || std::memcmp(s.data() + at + 1, key.data() + 1, last - 1) == 0;
-    });
+    return find_word(s, key, 0, key.size() - 1); // the key is never empty
 }
 
 bool redactor::leaks(std::string_view s) const noexcept
@@ -85,21 +80,9 @@ bool redactor::may_hide_secret(std::string_view text) noexcept
 {
     if (text.find('\\') != std::string_view::npos)
         return true;
-    // "api_key" in any case: found by its "_k" (detail/byte_pair_search.hpp), then the
-    // letters around it compared ASCII-folded. A byte-wise case-insensitive search with
-    // std::tolower cost more than the JSON parse of a typical event.
-    constexpr std::string_view name = "api_key";
-    constexpr std::size_t underscore = 3;
-    const byte_pair pair{'_', 'k', 1, 0x20};
-    return find_byte_pair(text, pair, [&](std::size_t at) noexcept {
-        if (at < underscore || text.size() - at < name.size() - underscore)
-            return false;
-        for (std::size_t i = 0; i < name.size(); ++i)
-            if (i != underscore &&
-                (static_cast<unsigned char>(text[at - underscore + i]) | 0x20) != static_cast<unsigned char>(name[i]))
-                return false;
-        return true;
-    }) != std::string_view::npos;
+    // "api_key" in any case, found by its "_k" (detail/byte_pair_search.hpp). A byte-wise
+    // case-insensitive search with std::tolower cost more than the JSON parse of a typical event.
+    return find_word(text, "api_key", 3, 4, true) != std::string_view::npos;
 }
 
 void redactor::scrub(boost::json::value& v, std::string_view text) const

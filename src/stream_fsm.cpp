@@ -66,14 +66,9 @@ bool may_end_stream(std::string_view data) noexcept
 {
     if (data.find('\\') != std::string_view::npos)
         return true;
-    // "stream.end" found by its ".", "d" (detail/byte_pair_search.hpp), then the letters
-    // around them compared: find("stream.end") stops at every 's' of a payload.
-    constexpr std::string_view before = "stream", after = ".end";
-    const byte_pair pair{'.', 'd', after.size() - 1};
-    return find_byte_pair(data, pair, [&](std::size_t at) noexcept {
-        return at >= before.size() && data.substr(at, after.size()) == after &&
-               data.substr(at - before.size(), before.size()) == before;
-    }) != std::string_view::npos;
+    // "stream.end" found by its "." and "d" (detail/byte_pair_search.hpp): find("stream.end")
+    // stops at every 's' of a payload.
+    return find_word(data, "stream.end", 6, 9) != std::string_view::npos;
 }
 
 std::optional<std::chrono::milliseconds> longer(std::optional<std::chrono::milliseconds> a,

@@ -74,4 +74,32 @@ std::size_t find_byte_pair(std::string_view text, const byte_pair& pair, Confirm
     return std::string_view::npos;
 }
 
+/// The first place of `word` in `text` (std::string_view::npos when there is none),
+/// found by its bytes at `first` and `second` (`first <= second`), then compared in full.
+/// With `fold`, the letters of `word`, which must be lower case, match either case in
+/// `text`; its byte at `first` must then not be a letter.
+inline std::size_t find_word(std::string_view text, std::string_view word, std::size_t first, std::size_t second,
+                             bool fold = false) noexcept
+{
+    const auto is_lower = [](unsigned char c) { return c >= 'a' && c <= 'z'; };
+    const auto w = [&](std::size_t i) { return static_cast<unsigned char>(word[i]); };
+    const byte_pair pair{w(first), w(second), second - first,
+                         static_cast<unsigned char>(fold && is_lower(w(second)) ? 0x20 : 0)};
+    const std::size_t tail = word.size() - first; // bytes from the first of the pair to the word's end
+    const std::size_t at = find_byte_pair(text, pair, [&](std::size_t i) noexcept {
+        if (i < first || text.size() - i < tail)
+            return false;
+        const char* start = text.data() + i - first;
+        if (!fold)
+            return std::memcmp(start, word.data(), word.size()) == 0;
+        for (std::size_t k = 0; k < word.size(); ++k) {
+            const auto c = static_cast<unsigned char>(start[k]);
+            if ((is_lower(w(k)) ? (c | 0x20) : c) != w(k))
+                return false;
+        }
+        return true;
+    });
+    return at == std::string_view::npos ? at : at - first;
+}
+
 } // namespace lens::detail

@@ -84,3 +84,19 @@ TEST_CASE("byte_pair_search: bytes above 0x7f are compared as bytes")
     CHECK(find_byte_pair(text, byte_pair{0x80, 0x80, 19}, [](std::size_t) { return true; }) == 23);
     CHECK(find_byte_pair(text, byte_pair{0x80, 0x80, 20}, [](std::size_t) { return true; }) == std::string_view::npos);
 }
+
+TEST_CASE("byte_pair_search: find_word returns where the word starts, folded or exact, and never a word cut short")
+{
+    using lens::detail::find_word;
+    for (std::size_t pad = 0; pad <= 40; ++pad) {
+        CAPTURE(pad);
+        const std::string filler(pad, 'e');
+        CHECK(find_word(filler + "api_key" + filler, "api_key", 3, 4, true) == pad);
+        CHECK(find_word(filler + "API_Key", "api_key", 3, 4, true) == pad);
+        CHECK(find_word(filler + "API_Key", "api_key", 3, 4) == std::string_view::npos); // exact
+        CHECK(find_word(filler + "api_ke", "api_key", 3, 4, true) == std::string_view::npos);
+        CHECK(find_word("pi_key" + filler, "api_key", 3, 4, true) == std::string_view::npos);
+        CHECK(find_word(filler + "sse.stream.end" + filler, "stream.end", 6, 9) == pad + 4);
+        CHECK(find_word(filler + "x", "x", 0, 0) == pad);
+    }
+}
