@@ -147,8 +147,13 @@ lens::task<void> consume(lens::event_stream& events, int wanted, const std::stri
             break; // sse.stream.end: the server closed the stream for good
         if (auto* r = ev->get_if<lens::inference_result>()) {
             ++seen.results;
-            const auto texts = r->texts();
-            const std::string text = texts.empty() ? json::serialize(r->response()) : texts.front();
+            const auto& texts = r->texts();
+            std::string text = texts.empty() ? "(no text)" : texts.front();
+            if (texts.empty()) { // a response of another shape: show it as JSON
+                const json::value data = ev->event_data();
+                if (const auto* response = data.is_object() ? data.get_object().if_contains("response") : nullptr)
+                    text = json::serialize(*response);
+            }
             std::cout << "  result " << ev->id << ": " << text << '\n';
             if (text.starts_with(expected_focus + ": "))
                 ++seen.with_focus;

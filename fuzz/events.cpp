@@ -4,13 +4,15 @@
 // Invariants, for any payload (the whole input):
 // - decode_event never throws and never has undefined behaviour (UBSan: numbers of any
 //   size or sign in any field);
-// - a payload that is not JSON is a malformed_event holding the text, `raw` the same
+// - a payload that is not JSON is a malformed_event holding the text, raw() the same
 //   text as a JSON string, `type` empty;
-// - JSON: `raw` is the payload's value; `type` is its string `type` (else empty and the
+// - JSON: `data` is the payload, raw() its value; `type` is its string `type` (else empty and the
 //   kind unknown), and the kind follows the table of docs/protocol.md §4;
-// - the typed views (label, score, texts) never throw.
+// - the typed views (label, score, texts) never throw;
+// - the streaming decoder, where it decides, gives the tree decoder's event.
 #include <lens/events.hpp>
 
+#include "detail/event_decoding.hpp"
 #include "fuzz_check.hpp"
 
 #include <boost/json/parse.hpp>
@@ -49,6 +51,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_REQUIRE(!"decode_event threw");
     }
     FUZZ_REQUIRE(ev.id == id);
+    // The streaming decoder, where it decides, decides as the tree decoder does.
+    std::string moved_id = id;
+    lens::session_event fast;
+    if (lens::detail::event_decoding::streaming(moved_id, payload, fast))
+        FUZZ_REQUIRE(fast == lens::detail::event_decoding::from_tree(id, payload));
     FUZZ_REQUIRE(!lens::to_string(ev.kind()).empty());
 
     boost::system::error_code ec;
@@ -56,11 +63,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (ec) {
         FUZZ_REQUIRE(ev.kind() == lens::event_kind::malformed);
         FUZZ_REQUIRE(ev.type.empty());
-        FUZZ_REQUIRE(ev.raw.is_string() && ev.raw.get_string() == payload);
+        const boost::json::value raw = ev.raw();
+        FUZZ_REQUIRE(raw.is_string() && raw.get_string() == payload);
         FUZZ_REQUIRE(ev.get_if<lens::malformed_event>()->data == payload);
         return 0;
     }
-    FUZZ_REQUIRE(boost::json::serialize(ev.raw) == boost::json::serialize(v)); // (NaN != NaN)
+    FUZZ_REQUIRE(ev.data == payload);
+    FUZZ_REQUIRE(boost::json::serialize(ev.raw()) == boost::json::serialize(v)); // (NaN != NaN)
     const auto* o = v.if_object();
     const boost::json::value* type = o ? o->if_contains("type") : nullptr;
     if (!type || !type->is_string()) {

@@ -62,7 +62,7 @@ bool json_leaks(const boost::json::value& v) { return leaks(boost::json::seriali
 
 bool event_leaks(const lens::session_event& ev)
 {
-    if (leaks(ev.id) || leaks(ev.type) || json_leaks(ev.raw))
+    if (leaks(ev.id) || leaks(ev.type) || leaks(ev.data) || json_leaks(ev.raw()))
         return true;
     return std::visit(
         [](const auto& b) {
@@ -73,15 +73,16 @@ bool event_leaks(const lens::session_event& ev)
                 return leaks(b.session_id) || leaks(b.session_status);
             else if constexpr (std::is_same_v<T, lens::stream_end>)
                 return leaks(b.session_id);
-            else if constexpr (std::is_same_v<T, lens::inference_result>)
-                return json_leaks(b.response()) || leaks(b.query_id) || json_leaks(b.query_metadata());
+            else if constexpr (std::is_same_v<T, lens::inference_result>) {
+                const auto texts = b.texts();
+                return leaks(b.query_id) ||
+                       std::any_of(texts.begin(), texts.end(), [](const std::string& t) { return leaks(t); });
+            }
             else if constexpr (std::is_same_v<T, lens::inference_error>)
                 return std::any_of(b.error_messages.begin(), b.error_messages.end(),
                                    [](const std::string& m) { return leaks(m); });
             else if constexpr (std::is_same_v<T, lens::log_message>)
                 return leaks(b.level) || leaks(b.message);
-            else if constexpr (std::is_same_v<T, lens::frame_processed>)
-                return json_leaks(b.event_data());
             else if constexpr (std::is_same_v<T, lens::error_event>)
                 return leaks(b.message);
             else if constexpr (std::is_same_v<T, lens::malformed_event>)

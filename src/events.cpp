@@ -1,10 +1,18 @@
-// Decoding of SSE payloads into typed session events (see lens/events.hpp).
+// Decoding of SSE payloads into typed session events (see lens/events.hpp and
+// detail/event_decoding.hpp for the two decoders).
 #include <lens/events.hpp>
 
+#include "detail/event_decoding.hpp"
+#include "detail/redactor.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace lens {
@@ -13,32 +21,490 @@ namespace json = boost::json;
 
 namespace {
 
-const json::object* object_at(const json::object& o, std::string_view key)
+/// What the typed events read from a payload, gathered by either decoder.
+struct fields {
+    bool is_object = false;               ///< the payload is a JSON object
+    std::optional<std::string> type;      ///< `type`, when a string
+    std::string session_id, reader_id, session_status, message;
+    std::optional<std::uint64_t> num_messages, num_bytes, message_timeout;
+    std::vector<std::string> error_messages;       ///< the top level's
+    bool has_data = false;                         ///< `event_data` is an object
+    bool data_has_message = false;                 ///< ... with a `message` member
+    /// A log message taken from an `event_data` that is neither null nor an object with
+    /// a `message`: its text when a string, else its JSON rendering (nullopt: the
+    /// streaming decoder could not render it; a log event then needs the tree).
+    std::optional<std::string> event_data_text;
+    bool event_data_unrendered = false;
+    std::string query_id, data_message;
+    std::vector<std::string> data_error_messages;
+    std::optional<std::uint64_t> frame_index;
+    std::optional<double> timestamp;
+    inference_result::packed_parts parts; ///< `event_data.response`'s texts and scores
+    bool label_first = false;
+};
+
+// ---- the records of inference_result::packed_parts ------------------------------------
+
+using parts_type = inference_result::packed_parts;
+constexpr std::size_t record_head = 1 + sizeof(std::uint32_t);
+
+void append_record(parts_type& parts, char tag, std::string_view bytes, double number = 0)
 {
-    auto* v = o.if_contains(key);
-    return v ? v->if_object() : nullptr;
+    const auto size = static_cast<std::uint32_t>(bytes.size()); // an event is far below 4 GiB
+    const std::size_t at = parts.size();
+    parts.resize(at + record_head + bytes.size() + (tag == 'T' ? 0 : sizeof number));
+    char* p = parts.data() + at;
+    *p = tag;
+    std::memcpy(p + 1, &size, sizeof size);
+    std::memcpy(p + record_head, bytes.data(), bytes.size());
+    if (tag != 'T')
+        std::memcpy(p + record_head + bytes.size(), &number, sizeof number);
 }
 
-std::string string_at(const json::object* o, std::string_view key)
+/// Calls `f(tag, bytes, record)` for each record, `record` its first byte; stops when `f`
+/// returns true.
+template <class F>
+void for_each_record(const parts_type& parts, F&& f)
 {
-    if (!o)
-        return {};
-    auto* v = o->if_contains(key);
-    if (!v)
+    for (std::size_t at = 0; at < parts.size();) {
+        const char tag = parts[at];
+        std::uint32_t size;
+        std::memcpy(&size, parts.data() + at + 1, sizeof size);
+        if (f(tag, std::string_view(parts.data() + at + record_head, size), at))
+            return;
+        at += record_head + size + (tag == 'T' ? 0 : sizeof(double));
+    }
+}
+
+double number_of(const parts_type& parts, std::size_t record, std::size_t key_size)
+{
+    double d;
+    std::memcpy(&d, parts.data() + record + record_head + key_size, sizeof d);
+    return d;
+}
+
+void add_member(parts_type& parts, std::string_view key, std::optional<double> value)
+{
+    append_record(parts, value ? 'S' : 'N', key, value.value_or(0));
+}
+
+/// Sets member `key`: a later member of the same name replaces an earlier one, as in a
+/// parsed tree (in place: the record's size does not change).
+void set_member(parts_type& parts, std::string_view key, std::optional<double> value)
+{
+    bool found = false;
+    for_each_record(parts, [&](char tag, std::string_view k, std::size_t at) {
+        if (tag == 'T' || k != key)
+            return false;
+        parts[at] = value ? 'S' : 'N';
+        const double d = value.value_or(0);
+        std::memcpy(parts.data() + at + record_head + k.size(), &d, sizeof d);
+        return found = true;
+    });
+    if (!found)
+        add_member(parts, key, value);
+}
+
+} // namespace
+
+// ---- the event, from the fields -----------------------------------------------------
+
+inference_result detail::event_decoding::make_result(std::string query_id, inference_result::packed_parts parts,
+                                                     bool label_first)
+{
+    inference_result r;
+    r.query_id = std::move(query_id);
+    r.parts_ = std::move(parts);
+    r.label_first_ = label_first;
+    return r;
+}
+
+namespace {
+
+/// Makes `ev` (a default event) the one `f` describes, but its id; false when that needs a
+/// rendering the streaming decoder could not make (see fields::event_data_text).
+bool make_event(std::string_view data, fields&& f, session_event& ev)
+{
+    ev.data.assign(data);
+    if (!f.is_object || !f.type) {
+        ev.body = unknown_event{};
+        return true;
+    }
+    ev.type = std::move(*f.type);
+    const std::string_view type = ev.type;
+    if (type == "sse.stream.start") {
+        ev.body = stream_start{std::move(f.session_id), std::move(f.reader_id)};
+    } else if (type == "sse.stream.heartbeat") {
+        ev.body = heartbeat{std::move(f.session_id), std::move(f.session_status), f.num_messages.value_or(0),
+                            f.num_bytes.value_or(0), f.message_timeout.value_or(0)};
+    } else if (type == "sse.stream.end") {
+        ev.body = stream_end{std::move(f.session_id)};
+    } else if (type == "inference.result") {
+        ev.body = detail::event_decoding::make_result(std::move(f.query_id), std::move(f.parts), f.label_first);
+    } else if (type == "inference.error") {
+        ev.body = inference_error{f.has_data ? std::move(f.data_error_messages) : std::move(f.error_messages)};
+    } else if (type.starts_with("log.")) {
+        log_message m;
+        m.level = std::string(type.substr(4));
+        if (f.has_data && f.data_has_message)
+            m.message = std::move(f.data_message);
+        else if (f.event_data_text)
+            m.message = std::move(*f.event_data_text);
+        else if (f.event_data_unrendered || f.has_data)
+            return false;
+        else
+            m.message = std::move(f.message);
+        ev.body = std::move(m);
+    } else if (type == "frame.processed") {
+        ev.body = frame_processed{f.frame_index, f.timestamp};
+    } else if (type == "error") {
+        error_event e{std::move(f.message)};
+        if (e.message.empty() && f.has_data) {
+            e.message = std::move(f.data_message);
+            if (e.message.empty()) {
+                for (auto& m : f.data_error_messages) {
+                    if (!e.message.empty())
+                        e.message += "; ";
+                    e.message += m;
+                }
+            }
+        }
+        ev.body = std::move(e);
+    } else {
+        ev.body = unknown_event{};
+    }
+    return true;
+}
+
+// ---- the streaming decoder ----------------------------------------------------------
+
+/// A handler of json::basic_parser that fills `fields` and gives up (see
+/// detail/event_decoding.hpp) by failing the parse.
+class field_gatherer {
+public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    fields f;
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+
+    bool on_object_begin(json::error_code& ec)
+    {
+        if (depth_ == 0) {
+            f.is_object = true;
+            return push(in::top);
+        }
+        switch (value_slot()) {
+        case slot::event_data: f.has_data = true; return push(in::data);
+        case slot::response_element:
+            ++element_;
+            if (!scores_taken_) {
+                scores_taken_ = true;
+                return push(in::scores);
+            }
+            return push(in::other);
+        case slot::score: return set_score(std::nullopt, ec) && push(in::other);
+        default: return not_rendered(ec) && push(in::other);
+        }
+    }
+    bool on_object_end(std::size_t, json::error_code&) { return pop(); }
+
+    bool on_array_begin(json::error_code& ec)
+    {
+        if (depth_ == 0)
+            return push(in::other);
+        switch (value_slot()) {
+        case slot::top_errors: return push(in::top_errors);
+        case slot::data_errors: return push(in::data_errors);
+        case slot::response: element_ = 0; return push(in::response);
+        case slot::event_data: f.event_data_unrendered = true; return push(in::other);
+        case slot::response_element: ++element_; return push(in::other);
+        case slot::score: return set_score(std::nullopt, ec) && push(in::other);
+        default: return not_rendered(ec) && push(in::other);
+        }
+    }
+    bool on_array_end(std::size_t, json::error_code&) { return pop(); }
+
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&)
+    {
+        part_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code& ec)
+    {
+        const std::string_view key = whole(s);
+        // The tree decides events with an `api_key` member, so that a decided event shows
+        // its scrubbing caller (detail/stream_fsm.hpp) it has none.
+        if (detail::redactor::is_secret_member(key))
+            return give_up(ec);
+        key_ = slot::none;
+        switch (container()) {
+        case in::top: key_ = top_slot(key); break;
+        case in::data: key_ = data_slot(key); break;
+        case in::scores: key_ = slot::score; score_key_.assign(key); break;
+        default: break;
+        }
+        part_.clear();
+        if (key_ != slot::none && key_ != slot::score) { // a tracked member named twice: the tree decides
+            const auto bit = std::uint32_t{1} << static_cast<unsigned>(key_);
+            if (seen_ & bit)
+                return give_up(ec);
+            seen_ |= bit;
+        }
+        return true;
+    }
+
+    bool on_string_part(json::string_view s, std::size_t, json::error_code&)
+    {
+        part_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, json::error_code& ec)
+    {
+        const std::string_view text = whole(s);
+        bool ok = true;
+        switch (value_slot()) {
+        case slot::type: f.type.emplace(text); break;
+        case slot::session_id: f.session_id.assign(text); break;
+        case slot::reader_id: f.reader_id.assign(text); break;
+        case slot::session_status: f.session_status.assign(text); break;
+        case slot::message: f.message.assign(text); break;
+        case slot::query_id: f.query_id.assign(text); break;
+        case slot::data_message: f.data_has_message = true; f.data_message.assign(text); break;
+        case slot::top_errors: case slot::top_error: f.error_messages.emplace_back(text); break;
+        case slot::data_errors: case slot::data_error: f.data_error_messages.emplace_back(text); break;
+        case slot::event_data: f.event_data_text.emplace(text); break;
+        case slot::response: append_record(f.parts, 'T', text); f.label_first = true; break;
+        case slot::response_element:
+            f.label_first |= element_ == 0;
+            ++element_;
+            append_record(f.parts, 'T', text);
+            break;
+        case slot::score: ok = set_score(std::nullopt, ec); break;
+        case slot::none: break;
+        default: ok = give_up(ec); break; // a count or a time given as text
+        }
+        part_.clear();
+        return ok;
+    }
+
+    bool on_int64(std::int64_t n, json::string_view, json::error_code& ec)
+    {
+        if (n >= 0)
+            return on_uint64(static_cast<std::uint64_t>(n), {}, ec);
+        switch (value_slot()) {
+        case slot::timestamp: f.timestamp = static_cast<double>(n); return true;
+        case slot::score: return set_score(static_cast<double>(n), ec);
+        default: return number(ec);
+        }
+    }
+    bool on_uint64(std::uint64_t n, json::string_view, json::error_code& ec)
+    {
+        switch (value_slot()) {
+        case slot::num_messages: f.num_messages = n; return true;
+        case slot::num_bytes: f.num_bytes = n; return true;
+        case slot::message_timeout: f.message_timeout = n; return true;
+        case slot::frame_index: f.frame_index = n; return true;
+        case slot::timestamp: f.timestamp = static_cast<double>(n); return true;
+        case slot::score: return set_score(static_cast<double>(n), ec);
+        default: return number(ec);
+        }
+    }
+    bool on_double(double d, json::string_view, json::error_code& ec)
+    {
+        switch (value_slot()) {
+        case slot::timestamp: f.timestamp = d; return true;
+        case slot::score: return set_score(d, ec);
+        default: return number(ec);
+        }
+    }
+
+    bool on_bool(bool, json::error_code& ec)
+    {
+        switch (value_slot()) {
+        case slot::num_messages: case slot::num_bytes: case slot::message_timeout:
+        case slot::frame_index: case slot::timestamp: case slot::type: case slot::none:
+        case slot::response: // not a number: absent
+            return true;
+        case slot::event_data: f.event_data_unrendered = true; return true;
+        case slot::response_element: ++element_; return true;
+        case slot::score: return set_score(std::nullopt, ec);
+        default: return give_up(ec); // text expected: the tree renders it
+        }
+    }
+
+    bool on_null(json::error_code& ec)
+    {
+        switch (value_slot()) {
+        case slot::session_id: f.session_id.clear(); return true; // null text is empty text
+        case slot::reader_id: f.reader_id.clear(); return true;
+        case slot::session_status: f.session_status.clear(); return true;
+        case slot::message: f.message.clear(); return true;
+        case slot::query_id: f.query_id.clear(); return true;
+        case slot::data_message: f.data_has_message = true; f.data_message.clear(); return true;
+        case slot::top_error: case slot::data_error: return give_up(ec); // rendered as "null"
+        case slot::response_element: ++element_; return true;
+        case slot::score: return set_score(std::nullopt, ec);
+        default: return true; // absent
+        }
+    }
+
+private:
+    /// The containers whose members or elements matter.
+    enum class in : std::uint8_t { other, top, data, response, scores, top_errors, data_errors };
+    /// What a value is, by where it stands. The members of the top object and of
+    /// `event_data` come first: their bits in seen_ catch a member named twice.
+    enum class slot : std::uint8_t {
+        type, session_id, reader_id, session_status, message, num_messages, num_bytes, message_timeout,
+        top_errors, event_data, query_id, response, frame_index, timestamp, data_message, data_errors,
+        top_error, data_error, response_element, score, none,
+    };
+    static_assert(static_cast<unsigned>(slot::data_errors) < 32);
+
+    // By length first: every member of every event passes here.
+    static slot top_slot(std::string_view k) noexcept
+    {
+        switch (k.size()) {
+        case 4: return k == "type" ? slot::type : slot::none;
+        case 7: return k == "message" ? slot::message : slot::none;
+        case 9: return k == "reader_id" ? slot::reader_id : k == "num_bytes" ? slot::num_bytes : slot::none;
+        case 10: return k == "event_data" ? slot::event_data : k == "session_id" ? slot::session_id : slot::none;
+        case 12: return k == "num_messages" ? slot::num_messages : slot::none;
+        case 14:
+            return k == "session_status" ? slot::session_status
+                 : k == "error_messages" ? slot::top_errors
+                                         : slot::none;
+        case 15: return k == "message_timeout" ? slot::message_timeout : slot::none;
+        default: return slot::none;
+        }
+    }
+    static slot data_slot(std::string_view k) noexcept
+    {
+        switch (k.size()) {
+        case 7: return k == "message" ? slot::data_message : slot::none;
+        case 8: return k == "response" ? slot::response : k == "query_id" ? slot::query_id : slot::none;
+        case 9: return k == "timestamp" ? slot::timestamp : slot::none;
+        case 11: return k == "frame_index" ? slot::frame_index : slot::none;
+        case 14: return k == "error_messages" ? slot::data_errors : slot::none;
+        default: return slot::none;
+        }
+    }
+
+    in container() const noexcept { return depth_ < stack_.size() ? stack_[depth_] : in::other; }
+
+    /// The slot of the value that starts now: by its key in an object, by its array.
+    slot value_slot() const noexcept
+    {
+        switch (container()) {
+        case in::top: case in::data: case in::scores: return key_;
+        case in::response: return slot::response_element;
+        case in::top_errors: return slot::top_error;
+        case in::data_errors: return slot::data_error;
+        default: return slot::none;
+        }
+    }
+
+    bool push(in c) noexcept
+    {
+        ++depth_;
+        if (depth_ < stack_.size())
+            stack_[depth_] = container_of(c);
+        key_ = slot::none;
+        return true;
+    }
+    /// Containers inside an ignored one are ignored.
+    in container_of(in c) const noexcept { return depth_ > 1 && stack_[depth_ - 1] == in::other ? in::other : c; }
+    bool pop() noexcept
+    {
+        --depth_;
+        key_ = slot::none; // the next member's key sets it again
+        return true;
+    }
+
+    /// A number where text or a list of texts was expected (the tree renders it), or
+    /// where nothing is read.
+    bool number(json::error_code& ec)
+    {
+        switch (value_slot()) {
+        case slot::none: case slot::type: case slot::response: return true;
+        case slot::response_element: ++element_; return true;
+        case slot::event_data: f.event_data_unrendered = true; return true;
+        default: return give_up(ec);
+        }
+    }
+    /// An object or array where text was expected: rendered by the tree; elsewhere ignored.
+    bool not_rendered(json::error_code& ec)
+    {
+        switch (value_slot()) {
+        case slot::session_id: case slot::reader_id: case slot::session_status: case slot::message:
+        case slot::query_id: case slot::data_message: case slot::top_error: case slot::data_error:
+        case slot::top_errors: case slot::data_errors:
+            return give_up(ec);
+        default: return true;
+        }
+    }
+
+    bool set_score(std::optional<double> value, json::error_code& ec)
+    {
+        // A member named twice replaces the first, found by a scan of the records: past a
+        // few dozen members the tree (whose object has an index) decides.
+        constexpr std::size_t scan_limit = 32;
+        if (++members_ > scan_limit)
+            return give_up(ec);
+        set_member(f.parts, score_key_, value);
+        return true;
+    }
+
+    /// Fails the parse: the tree decoder decides this payload.
+    bool give_up(json::error_code& ec)
+    {
+        ec = json::error::extra_data; // any error: the caller only sees that it gave up
+        return false;
+    }
+
+    /// The whole key or string whose last piece is `s`.
+    std::string_view whole(json::string_view s)
+    {
+        if (part_.empty())
+            return {s.data(), s.size()};
+        part_.append(s.data(), s.size());
+        return part_;
+    }
+
+    std::array<in, 8> stack_{};  ///< the open containers by depth (1: the top object); deeper ones are ignored
+    std::size_t depth_ = 0;
+    slot key_ = slot::none;      ///< the slot of the current member's value
+    std::uint32_t seen_ = 0;     ///< the tracked members met so far (bit per slot)
+    std::size_t element_ = 0;    ///< the index of the next element of `response`
+    bool scores_taken_ = false;  ///< the first object inside `response` was met
+    std::size_t members_ = 0;    ///< the members of that object so far
+    std::string score_key_;      ///< the name of the current member of that object
+    std::string part_;           ///< a key or string delivered in pieces
+};
+
+// ---- the tree decoder ----------------------------------------------------------------
+
+std::string string_at(const json::object& o, std::string_view key)
+{
+    auto* v = o.if_contains(key);
+    if (!v || v->is_null())
         return {};
     if (auto* s = v->if_string())
         return std::string(*s);
-    if (v->is_null())
-        return {};
     return json::serialize(*v); // a number or an object where text was expected: keep it readable
 }
 
 template <class T>
-std::optional<T> number_at(const json::object* o, std::string_view key)
+std::optional<T> number_at(const json::object& o, std::string_view key)
 {
-    if (!o)
-        return std::nullopt;
-    auto* v = o->if_contains(key);
+    auto* v = o.if_contains(key);
     if (!v)
         return std::nullopt;
     json::error_code ec;
@@ -83,196 +549,151 @@ std::vector<std::string> strings_of(const json::value* v)
     return out;
 }
 
+/// The parts of `response` that inference_result keeps.
+void gather_response(const json::value& response, fields& f)
+{
+    if (auto* s = response.if_string()) {
+        append_record(f.parts, 'T', *s);
+        f.label_first = true;
+        return;
+    }
+    auto* a = response.if_array();
+    if (!a)
+        return;
+    bool scores_taken = false;
+    for (std::size_t i = 0; i < a->size(); ++i) {
+        const json::value& e = (*a)[i];
+        if (auto* s = e.if_string()) {
+            append_record(f.parts, 'T', *s);
+            f.label_first |= i == 0;
+        } else if (auto* o = e.if_object(); o && !scores_taken) {
+            scores_taken = true;
+            for (auto& [k, v] : *o) // a parsed object's names are unique (the last of a name kept)
+                add_member(f.parts, k, v.is_number() ? std::optional<double>(v.to_number<double>()) : std::nullopt);
+        }
+    }
+}
+
+fields gather_from_tree(const json::object& o)
+{
+    fields f;
+    f.is_object = true;
+    if (auto* t = o.if_contains("type"); t && t->is_string())
+        f.type.emplace(t->get_string());
+    f.session_id = string_at(o, "session_id");
+    f.reader_id = string_at(o, "reader_id");
+    f.session_status = string_at(o, "session_status");
+    f.message = string_at(o, "message");
+    f.num_messages = number_at<std::uint64_t>(o, "num_messages");
+    f.num_bytes = number_at<std::uint64_t>(o, "num_bytes");
+    f.message_timeout = number_at<std::uint64_t>(o, "message_timeout");
+    f.error_messages = strings_of(o.if_contains("error_messages"));
+    const json::value* data = o.if_contains("event_data");
+    if (const json::object* d = data ? data->if_object() : nullptr) {
+        f.has_data = true;
+        f.data_has_message = d->contains("message");
+        f.data_message = string_at(*d, "message");
+        f.query_id = string_at(*d, "query_id");
+        f.data_error_messages = strings_of(d->if_contains("error_messages"));
+        f.frame_index = number_at<std::uint64_t>(*d, "frame_index");
+        f.timestamp = number_at<double>(*d, "timestamp");
+        if (auto* r = d->if_contains("response"))
+            gather_response(*r, f);
+    }
+    if (data && !data->is_null() && !(f.has_data && f.data_has_message))
+        f.event_data_text = data->is_string() ? std::string(data->get_string()) : json::serialize(*data);
+    return f;
+}
+
 } // namespace
 
-namespace detail {
-
-const json::value& no_value() noexcept
+bool detail::event_decoding::streaming(std::string& id, std::string_view data, session_event& out)
 {
-    static const json::value none;
-    return none;
+    json::basic_parser<field_gatherer> p(json::parse_options{});
+    json::error_code ec;
+    const std::size_t used = p.write_some(false, data.data(), data.size(), ec);
+    if (ec || used != data.size() || !make_event(data, std::move(p.handler().f), out))
+        return false;
+    out.id = std::move(id);
+    return true;
 }
 
-const json::object& no_object() noexcept
+session_event detail::event_decoding::from_tree(std::string id, std::string_view data)
 {
-    static const json::object none;
-    return none;
-}
-
-} // namespace detail
-
-session_event::session_event(const session_event& other)
-    : id(other.id)
-    , type(other.type)
-    , raw(other.raw)
-    , body(other.body)
-{
-    bind_views();
-}
-
-session_event& session_event::operator=(const session_event& other)
-{
-    if (this != &other) {
-        id = other.id;
-        type = other.type;
-        raw = other.raw;
-        body = other.body;
-        bind_views();
+    json::error_code ec;
+    const json::value tree = json::parse(data, ec);
+    if (ec) {
+        session_event ev;
+        ev.id = std::move(id);
+        ev.data = std::string(data);
+        ev.body = malformed_event{std::string(data), ec.message()};
+        return ev;
     }
-    return *this;
-}
-
-session_event& session_event::operator=(session_event&& other)
-{
-    if (this != &other) {
-        id = std::move(other.id);
-        type = std::move(other.type);
-        raw = std::move(other.raw);
-        body = std::move(other.body);
-        bind_views();
-    }
-    return *this;
-}
-
-void session_event::bind_views() noexcept
-{
-    const auto* o = raw.if_object();
-    bind_views(o ? object_at(*o, "event_data") : nullptr);
-}
-
-void session_event::bind_views(const json::object* data_obj) noexcept
-{
-    if (auto* r = std::get_if<inference_result>(&body)) {
-        const json::value* response = data_obj ? data_obj->if_contains("response") : nullptr;
-        const json::object* metadata = data_obj ? object_at(*data_obj, "query_metadata") : nullptr;
-        r->response_ = response ? response : &detail::no_value();
-        r->query_metadata_ = metadata ? metadata : &detail::no_object();
-    } else if (auto* f = std::get_if<frame_processed>(&body)) {
-        f->event_data_ = data_obj ? data_obj : &detail::no_object();
-    }
-}
-
-std::optional<std::string> inference_result::label() const
-{
-    const json::value& response = *response_;
-    if (auto* a = response.if_array(); a && !a->empty() && a->front().is_string())
-        return std::string(a->front().get_string());
-    if (auto* s = response.if_string())
-        return std::string(*s);
-    return std::nullopt;
-}
-
-std::optional<double> inference_result::score(std::string_view which) const
-{
-    auto* a = response_->if_array();
-    if (!a)
-        return std::nullopt;
-    for (auto& e : *a)
-        if (auto* o = e.if_object()) {
-            auto* v = o->if_contains(which);
-            if (v && v->is_number())
-                return v->to_number<double>();
-            return std::nullopt;
-        }
-    return std::nullopt;
-}
-
-std::vector<std::string> inference_result::texts() const
-{
-    std::vector<std::string> out;
-    const json::value& response = *response_;
-    if (auto* a = response.if_array()) {
-        for (auto& e : *a)
-            if (e.is_string())
-                out.emplace_back(e.get_string());
-    } else if (auto* s = response.if_string()) {
-        out.emplace_back(*s);
-    }
-    return out;
+    auto* o = tree.if_object();
+    session_event ev;
+    make_event(data, o ? gather_from_tree(*o) : fields{}, ev); // true: a tree renders every field
+    ev.id = std::move(id);
+    return ev;
 }
 
 session_event decode_event(std::string id, std::string_view data)
 {
     session_event ev;
-    ev.id = std::move(id);
-    json::error_code ec;
-    ev.raw = json::parse(data, ec);
-    if (ec) {
-        ev.raw = json::string(data);
-        ev.body = malformed_event{std::string(data), ec.message()};
-        return ev;
-    }
-    const json::object* o = ev.raw.if_object();
-    const json::value* type_value = o ? o->if_contains("type") : nullptr;
-    if (!type_value || !type_value->is_string()) {
-        ev.body = unknown_event{};
-        return ev;
-    }
-    ev.type = std::string(type_value->get_string());
-    const std::string_view type = ev.type;
-    const json::object* data_obj = object_at(*o, "event_data");
-
-    if (type == "sse.stream.start") {
-        ev.body = stream_start{string_at(o, "session_id"), string_at(o, "reader_id")};
-    } else if (type == "sse.stream.heartbeat") {
-        heartbeat h;
-        h.session_id = string_at(o, "session_id");
-        h.session_status = string_at(o, "session_status");
-        h.num_messages = number_at<std::uint64_t>(o, "num_messages").value_or(0);
-        h.num_bytes = number_at<std::uint64_t>(o, "num_bytes").value_or(0);
-        h.message_timeout = number_at<std::uint64_t>(o, "message_timeout").value_or(0);
-        ev.body = std::move(h);
-    } else if (type == "sse.stream.end") {
-        ev.body = stream_end{string_at(o, "session_id")};
-    } else if (type == "inference.result") {
-        inference_result r;
-        if (data_obj)
-            r.query_id = string_at(data_obj, "query_id");
-        ev.body = std::move(r);
-        ev.bind_views(data_obj);
-    } else if (type == "inference.error") {
-        inference_error e;
-        if (data_obj)
-            e.error_messages = strings_of(data_obj->if_contains("error_messages"));
-        else
-            e.error_messages = strings_of(o->if_contains("error_messages"));
-        ev.body = std::move(e);
-    } else if (type.starts_with("log.")) {
-        log_message m;
-        m.level = std::string(type.substr(4));
-        if (data_obj && data_obj->contains("message"))
-            m.message = string_at(data_obj, "message");
-        else if (auto* v = o->if_contains("event_data"); v && !v->is_null())
-            m.message = v->is_string() ? std::string(v->get_string()) : json::serialize(*v);
-        else
-            m.message = string_at(o, "message");
-        ev.body = std::move(m);
-    } else if (type == "frame.processed") {
-        frame_processed f;
-        if (data_obj) {
-            f.frame_index = number_at<std::uint64_t>(data_obj, "frame_index");
-            f.timestamp = number_at<double>(data_obj, "timestamp");
-        }
-        ev.body = std::move(f);
-        ev.bind_views(data_obj);
-    } else if (type == "error") {
-        error_event e;
-        e.message = string_at(o, "message");
-        if (e.message.empty() && data_obj) {
-            e.message = string_at(data_obj, "message");
-            if (e.message.empty()) {
-                for (auto& m : strings_of(data_obj->if_contains("error_messages"))) {
-                    if (!e.message.empty())
-                        e.message += "; ";
-                    e.message += m;
-                }
-            }
-        }
-        ev.body = std::move(e);
-    } else {
-        ev.body = unknown_event{};
-    }
+    if (!detail::event_decoding::streaming(id, data, ev)) // moves from `id` only when it decides
+        ev = detail::event_decoding::from_tree(std::move(id), data);
     return ev;
+}
+
+json::value session_event::raw() const
+{
+    if (kind() == event_kind::malformed)
+        return json::string(data);
+    if (data.empty())
+        return nullptr;
+    json::error_code ec;
+    json::value v = json::parse(data, ec);
+    return ec ? json::value(json::string(data)) : v;
+}
+
+json::value session_event::event_data() const
+{
+    json::value v = raw();
+    if (auto* o = v.if_object())
+        if (auto* d = o->if_contains("event_data"))
+            return std::move(*d);
+    return nullptr;
+}
+
+std::optional<std::string> inference_result::label() const
+{
+    std::optional<std::string> out;
+    if (label_first_)
+        for_each_record(parts_, [&](char, std::string_view text, std::size_t) { return out.emplace(text), true; });
+    return out;
+}
+
+std::optional<double> inference_result::score(std::string_view which) const
+{
+    std::optional<double> out;
+    for_each_record(parts_, [&](char tag, std::string_view key, std::size_t at) {
+        if (tag == 'T' || key != which)
+            return false;
+        if (tag == 'S')
+            out = number_of(parts_, at, key.size());
+        return true;
+    });
+    return out;
+}
+
+std::vector<std::string> inference_result::texts() const
+{
+    std::vector<std::string> out;
+    for_each_record(parts_, [&](char tag, std::string_view text, std::size_t) {
+        if (tag == 'T')
+            out.emplace_back(text);
+        return false;
+    });
+    return out;
 }
 
 std::string_view to_string(event_kind k) noexcept

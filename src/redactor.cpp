@@ -10,9 +10,7 @@
 
 namespace lens::detail {
 
-namespace {
-
-bool is_api_key_name(std::string_view name) noexcept
+bool redactor::is_secret_member(std::string_view name) noexcept
 {
     constexpr std::string_view want = "api_key";
     if (name.size() != want.size())
@@ -22,8 +20,6 @@ bool is_api_key_name(std::string_view name) noexcept
             return false;
     return true;
 }
-
-} // namespace
 
 std::size_t redactor::finder::find(std::string_view s) const noexcept
 {
@@ -104,7 +100,7 @@ void redactor::scrub(boost::json::value& root) const
         } else if (auto* o = v->if_object()) {
             bool renamed = false;
             for (auto it = o->begin(); it != o->end();) {
-                if (is_api_key_name(it->key())) {
+                if (is_secret_member(it->key())) {
                     // Not erase(): it moves the last member into the hole, reordering the
                     // object. stable_erase() only disturbs members after `it`, none of
                     // which is on the stack yet.

@@ -3,10 +3,12 @@
 
 #include "detail/bounded_json.hpp"
 #include "detail/byte_pair_search.hpp"
+#include "detail/event_decoding.hpp"
 
 #include <lens/detail/deadline.hpp>
 #include <lens/retry.hpp>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -41,9 +43,9 @@ bool sendable_as_header(std::string_view value) noexcept
     });
 }
 
-/// Decodes one event and removes the API key from all of it: the id, the raw text (kept
-/// whole for malformed data), the decoded JSON, and the typed fields derived from it.
-session_event decode_scrubbed(std::string id, std::string_view text, const redactor& secrets)
+/// Decodes one event into `out` (a default event) and removes the API key from all of it:
+/// the id, the text (kept whole for malformed data), and the typed fields decoded from it.
+void decode_scrubbed(std::string id, std::string_view text, const redactor& secrets, session_event& out)
 {
     secrets.scrub(id);
     std::string scrubbed;
@@ -51,14 +53,24 @@ session_event decode_scrubbed(std::string id, std::string_view text, const redac
         scrubbed = secrets.scrubbed(text);
         text = scrubbed;
     }
-    session_event ev = decode_event(std::move(id), text);
-    if (ev.kind() != event_kind::malformed && redactor::may_hide_secret(text)) {
-        // The typed fields were copied from the unscrubbed tree: decode again from the
-        // scrubbed one. Rare (escapes, api_key members), so the double work is cheap overall.
-        secrets.scrub(ev.raw);
-        ev = decode_event(std::move(ev.id), boost::json::serialize(ev.raw));
+    // Without an escape every decoded string is a piece of the scrubbed text, so only an
+    // `api_key` member could still need scrubbing, and the streaming decoder decides no
+    // event that has one. This spares the typical event the search for that name.
+    if (text.find('\\') == std::string_view::npos && event_decoding::streaming(id, text, out))
+        return;
+    if (redactor::may_hide_secret(text)) {
+        // The decoded strings may spell the key (escapes) or carry it in `api_key`
+        // members: scrub the tree and decode its text. Rare, so the double work is
+        // cheap overall.
+        boost::json::error_code ec;
+        boost::json::value tree = boost::json::parse(text, ec);
+        if (!ec) {
+            secrets.scrub(tree);
+            out = decode_event(std::move(id), boost::json::serialize(tree));
+            return;
+        }
     }
-    return ev;
+    out = event_decoding::from_tree(std::move(id), text);
 }
 
 /// True when `data` may decode as `sse.stream.end`: it spells the type, or an escape could.
@@ -389,9 +401,14 @@ std::optional<session_event> stream_fsm::take()
     queued_event q = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= q.bytes;
-    session_event ev = q.decoded ? std::move(*q.decoded)
-                                 : decode_scrubbed(std::move(q.id), std::string_view(texts_).substr(q.at - texts_base_, q.size),
-                                                   secrets_);
+    // Decoded in place, in the optional returned (a session_event's move is a few
+    // hundred instructions, and each layer between the decoder and the caller added one).
+    std::optional<session_event> out(std::in_place);
+    session_event& ev = *out;
+    if (q.decoded)
+        ev = std::move(*q.decoded);
+    else
+        decode_scrubbed(std::move(q.id), std::string_view(texts_).substr(q.at - texts_base_, q.size), secrets_, ev);
     // The texts taken are dropped: all of them once the queue is empty, else the taken
     // front once it is over half of the buffer (a move of less than what was taken).
     if (queue_.empty()) {
@@ -411,7 +428,7 @@ std::optional<session_event> stream_fsm::take()
         ++stats_.malformed;
     ++stats_.events_delivered;
     delivered_id_ = ev.id;
-    return ev;
+    return out;
 }
 
 bool stream_fsm::reader_may_continue() const noexcept
@@ -451,7 +468,8 @@ void stream_fsm::on_event(sse::event&& e)
         q.size = e.data.size();
         texts_.append(e.data);
     } else {
-        q.decoded = std::make_unique<session_event>(decode_scrubbed(std::move(q.id), e.data, secrets_));
+        q.decoded = std::make_unique<session_event>();
+        decode_scrubbed(std::move(q.id), e.data, secrets_, *q.decoded);
         if (q.decoded->kind() == event_kind::stream_end)
             phase_ = phase::ended;
     }

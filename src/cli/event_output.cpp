@@ -7,7 +7,7 @@ boost::json::object event_line(lens::session_event&& ev)
     boost::json::object line;
     line["id"] = std::move(ev.id);
     line["type"] = std::move(ev.type);
-    line["data"] = std::move(ev.raw);
+    line["data"] = ev.raw();
     return line;
 }
 

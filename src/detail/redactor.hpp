@@ -48,6 +48,8 @@ public:
     /// which scrub removes. False proves that, when `text` does not leak the key, a tree
     /// parsed from it holds neither: its strings and names are pieces of the text.
     static bool may_hide_secret(std::string_view text) noexcept;
+    /// True for a member that scrub removes whatever it holds: `api_key`, in any case.
+    static bool is_secret_member(std::string_view name) noexcept;
 
 private:
     /// The key, shared by a redactor's copies (a copy costs no string). Every frame and

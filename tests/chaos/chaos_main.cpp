@@ -376,7 +376,7 @@ asio::awaitable<void> collect_events(session_slot& s, const std::vector<json::va
                       " was due");
                 co_return;
             }
-            if (ev->raw != expected[s.events]) {
+            if (ev->raw() != expected[s.events]) {
                 f.add("session " + s.record.session_id + ": event " + ev->id + " differs from what the emulator logged");
                 co_return;
             }

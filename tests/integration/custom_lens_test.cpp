@@ -195,12 +195,12 @@ TEST_CASE("custom lens: a registered csv lens starts its input stream and writes
         auto got = co_await lens_events(events, expected.size());
         REQUIRE(got.size() == expected.size());
         for (std::size_t i = 0; i < got.size(); ++i)
-            CHECK(got[i].raw == json::value(expected[i]));
+            CHECK(got[i].raw() == json::value(expected[i]));
         CHECK(got[0].kind() == lens::event_kind::log);
         const auto* result = got[1].get_if<lens::inference_result>();
         REQUIRE(result);
         CHECK((result->label() == "HEALTHY" || result->label() == "BROKEN"));
-        CHECK(result->query_metadata().at("stream_type") == "csv_file_reader");
+        CHECK(got[1].event_data().at("query_metadata").at("stream_type") == "csv_file_reader");
 
         auto status = co_await c.get_session(record.session_id);
         CHECK(status.num_inputs == 1);
@@ -236,13 +236,13 @@ TEST_CASE("custom lens: a sensor logs lens without input stream is fed with sess
                 auto results = co_await lens_events(events, 10);
                 REQUIRE(results.size() == 10);
                 for (int n = 0; n < 10; ++n) {
-                    CHECK(results[n].raw ==
+                    CHECK(results[n].raw() ==
                           json::value(emu::detail::sensor_update_event(n, reading(n), "temperature spikes")));
                     const auto* r = results[n].get_if<lens::inference_result>();
                     REQUIRE(r);
                     REQUIRE(r->texts().size() == 1);
                     CHECK(r->texts()[0].starts_with("temperature spikes: "));
-                    CHECK(r->query_metadata().at("data") == reading(n));
+                    CHECK(results[n].event_data().at("query_metadata").at("data") == reading(n));
                 }
 
                 // session.get answers the model parameters; session.modify changes them.
@@ -264,7 +264,7 @@ TEST_CASE("custom lens: a sensor logs lens without input stream is fed with sess
                 auto after = co_await lens_events(events, 2);
                 REQUIRE(after.size() == 2);
                 CHECK(after[0].type == "session.modify.result");
-                CHECK(after[0].raw.at("event_data").at("model_parameters").at("focus") == "trucks");
+                CHECK(after[0].raw().at("event_data").at("model_parameters").at("focus") == "trucks");
                 const auto* r = after[1].get_if<lens::inference_result>();
                 REQUIRE(r);
                 CHECK(r->texts().at(0).starts_with("trucks: "));
@@ -276,7 +276,7 @@ TEST_CASE("custom lens: a sensor logs lens without input stream is fed with sess
                 CHECK(rest_update.at("event_data").at("is_valid") == true);
                 auto via_rest = co_await lens_events(events, 1);
                 REQUIRE(via_rest.size() == 1);
-                CHECK(via_rest[0].raw.at("event_data").at("query_metadata").at("update_index") == 11);
+                CHECK(via_rest[0].raw().at("event_data").at("query_metadata").at("update_index") == 11);
                 auto record = co_await c.get_session(s.session_id);
                 CHECK(record.num_updates == 12);
                 CHECK(record.num_outputs == 12);
@@ -302,7 +302,7 @@ TEST_CASE("custom lens: an rtsp camera lens gives frames - one without a URL is 
                 CHECK(got[0].kind() == lens::event_kind::log);
                 CHECK(got[1].kind() == lens::event_kind::frame_processed);
                 CHECK(got[2].kind() == lens::event_kind::inference_result);
-                CHECK(got[2].raw.at("event_data").at("query_metadata").at("file_id") == json::value(url));
+                CHECK(got[2].raw().at("event_data").at("query_metadata").at("file_id") == json::value(url));
             });
         });
 
@@ -343,7 +343,7 @@ TEST_CASE("custom lens: a clone keeps the behaviour of its configuration")
                 auto events = c.events(s.session_id);
                 auto got = co_await lens_events(events, 1);
                 REQUIRE(got.size() == 1);
-                CHECK(got[0].raw == json::value(emu::detail::sensor_update_event(0, reading(3), "temperature spikes")));
+                CHECK(got[0].raw() == json::value(emu::detail::sensor_update_event(0, reading(3), "temperature spikes")));
             });
             co_await clone.destroy();
             CHECK(co_await lens_gone(c, clone.id()));
@@ -362,8 +362,8 @@ TEST_CASE("custom lens: a clone keeps the behaviour of its configuration")
             auto got = co_await lens_events(events, 2);
             const auto expected = emu::detail::activity_monitor_csv_events(file.file_id, csv, 10);
             REQUIRE(got.size() == 2);
-            CHECK(got[0].raw == json::value(expected[0]));
-            CHECK(got[1].raw == json::value(expected[1]));
+            CHECK(got[0].raw() == json::value(expected[0]));
+            CHECK(got[1].raw() == json::value(expected[1]));
         });
         co_await owned.destroy();
         CHECK(co_await lens_gone(c, am.lens_id));

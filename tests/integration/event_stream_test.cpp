@@ -99,7 +99,7 @@ void check_exactly_once(const std::vector<lens::session_event>& evs, const std::
     for (std::size_t i = 0; i < expected.size(); ++i) {
         INFO("event ", i);
         CHECK(lens_evs[i]->id == std::to_string(i + 1));
-        CHECK(lens_evs[i]->raw == expected[i]);
+        CHECK(lens_evs[i]->raw() == expected[i]);
     }
 }
 
@@ -141,7 +141,7 @@ TEST_CASE("event_stream: typed events from the emulator, ending after sse.stream
             CHECK((*r->label() == "HEALTHY" || *r->label() == "BROKEN"));
             CHECK(r->score("HEALTHY"));
             CHECK(r->query_id.starts_with("qry-"));
-            CHECK(r->query_metadata().contains("rows"));
+            CHECK(e.event_data().at("query_metadata").as_object().contains("rows"));
         }
         if (auto* l = e.get_if<lens::log_message>()) {
             CHECK(l->level == "info");
@@ -568,7 +568,7 @@ TEST_CASE("event_stream: close-delimited bodies, resumption with Last-Event-ID, 
     CHECK(evs[1].get_if<lens::frame_processed>()->frame_index == 7u);
     REQUIRE(evs[2].kind() == lens::event_kind::malformed);
     CHECK(evs[2].get_if<lens::malformed_event>()->data == "not json at all");
-    CHECK(evs[2].raw == "not json at all");
+    CHECK(evs[2].raw() == "not json at all");
     CHECK(evs[2].type.empty());
     CHECK(evs[3].kind() == lens::event_kind::unknown);
     CHECK(evs[3].type.empty());
@@ -576,7 +576,7 @@ TEST_CASE("event_stream: close-delimited bodies, resumption with Last-Event-ID, 
     CHECK(evs[5].get_if<lens::inference_error>()->error_messages == std::vector<std::string>{"a", "b"});
     CHECK(evs[6].kind() == lens::event_kind::unknown);
     CHECK(evs[6].type == "session.modify.result");
-    CHECK(evs[6].raw.at("x") == 1);
+    CHECK(evs[6].raw().at("x") == 1);
     CHECK(evs[7].kind() == lens::event_kind::stream_end);
     for (std::size_t i = 0; i < 7; ++i)
         CHECK(evs[i].id == std::to_string(i + 1));
@@ -674,7 +674,7 @@ std::vector<lens::session_event> drain(asio::io_context& ctx, lens::event_stream
 /// Every string a consumer can reach in `ev`: id, type, raw JSON and the typed fields.
 std::string all_text(const lens::session_event& ev)
 {
-    std::string s = ev.id + "\n" + ev.type + "\n" + json::serialize(ev.raw) + "\n";
+    std::string s = ev.id + "\n" + ev.type + "\n" + ev.data + "\n" + json::serialize(ev.raw()) + "\n";
     std::visit(
         [&](const auto& b) {
             using T = std::decay_t<decltype(b)>;
@@ -684,15 +684,15 @@ std::string all_text(const lens::session_event& ev)
                 s += b.session_id + b.session_status;
             else if constexpr (std::is_same_v<T, lens::stream_end>)
                 s += b.session_id;
-            else if constexpr (std::is_same_v<T, lens::inference_result>)
-                s += json::serialize(b.response()) + b.query_id + json::serialize(b.query_metadata());
-            else if constexpr (std::is_same_v<T, lens::inference_error>)
+            else if constexpr (std::is_same_v<T, lens::inference_result>) {
+                for (auto& t : b.texts())
+                    s += t;
+                s += b.query_id;
+            } else if constexpr (std::is_same_v<T, lens::inference_error>)
                 for (auto& m : b.error_messages)
                     s += m;
             else if constexpr (std::is_same_v<T, lens::log_message>)
                 s += b.level + b.message;
-            else if constexpr (std::is_same_v<T, lens::frame_processed>)
-                s += json::serialize(b.event_data());
             else if constexpr (std::is_same_v<T, lens::error_event>)
                 s += b.message;
             else if constexpr (std::is_same_v<T, lens::malformed_event>)
@@ -812,7 +812,7 @@ TEST_CASE("event_stream: a hostile server's API key reaches neither events nor e
     CHECK(evs[0].id == "[redacted]");
     CHECK(evs[0].get_if<lens::log_message>()->message == "your key is [redacted]");
     CHECK(evs[3].kind() == lens::event_kind::malformed);
-    CHECK_FALSE(evs[4].raw.as_object().contains("api_key"));
+    CHECK_FALSE(evs[4].raw().as_object().contains("api_key"));
     CHECK(s.last_event_id().find(key) == std::string::npos);
 
     // A refusal quoting the key in every diagnostic field.

@@ -2,7 +2,11 @@
 // odd content, and the non-JSON policy.
 #include <lens/events.hpp>
 
+#include "detail/event_decoding.hpp"
+
 #include <doctest/doctest.h>
+
+#include <boost/json/parse.hpp>
 
 #include <cstdint>
 #include <limits>
@@ -48,7 +52,7 @@ TEST_CASE("events: lens events")
     CHECK(res->score("BROKEN") == doctest::Approx(0.05));
     CHECK_FALSE(res->score("OTHER"));
     CHECK(res->query_id == "q1");
-    CHECK(res->query_metadata().at("window") == 2);
+    CHECK(r.event_data().at("query_metadata").at("window") == 2);
     CHECK(res->texts() == std::vector<std::string>{"HEALTHY"});
 
     auto texts = decode_event("2", R"({"type":"inference.result","event_data":{"response":["a cat","a dog"]}})");
@@ -73,50 +77,126 @@ TEST_CASE("events: lens events")
     CHECK(e2.get_if<lens::error_event>()->message == "a; b");
 }
 
-TEST_CASE("events: typed trees are views into raw that follow the event through copies and moves")
+TEST_CASE("events: the trees are parsed from the text on demand and events are values")
 {
     const char* data = R"({"type":"inference.result","event_data":{"response":["OK",{"OK":0.5}],)"
                        R"("query_id":"q","query_metadata":{"window":3}}})";
-    std::vector<session_event> kept;
-    {
-        auto original = decode_event("1", data);
-        const auto& view = *original.get_if<lens::inference_result>();
-        CHECK(&view.response() == &original.raw.at("event_data").at("response"));
-        CHECK(&view.query_metadata() == &original.raw.at("event_data").at("query_metadata").as_object());
+    auto original = decode_event("1", data);
+    CHECK(original.data == data);
+    CHECK(original.raw() == boost::json::parse(data));
+    CHECK(original.event_data().at("query_metadata").at("window") == 3);
+    CHECK(original.event_data().at("response").at(0) == "OK");
 
-        session_event copy = original;           // a copy views its own raw
-        session_event assigned;
-        assigned = original;
-        kept.push_back(std::move(original));     // a move keeps the views valid
-        kept.push_back(std::move(copy));
-        kept.push_back(std::move(assigned));
-        session_event moved_into = decode_event("2", R"({"type":"frame.processed","event_data":{"frame_index":1}})");
-        moved_into = session_event(kept.front());
-        kept.push_back(std::move(moved_into));
+    session_event copy = original;
+    CHECK(copy == original);
+    session_event moved = std::move(copy);
+    CHECK(moved == original);
+    const auto* r = moved.get_if<lens::inference_result>();
+    REQUIRE(r);
+    CHECK(r->label() == "OK");
+    CHECK(r->score("OK") == doctest::Approx(0.5));
+    CHECK(moved.raw().at("event_data").at("query_id") == "q");
+
+    // the events differ by any field
+    auto other_id = decode_event("2", data);
+    CHECK(other_id != original);
+    auto other_score = decode_event("1", R"({"type":"inference.result","event_data":{"response":["OK",{"OK":0.6}],)"
+                                         R"("query_id":"q","query_metadata":{"window":3}}})");
+    CHECK(other_score != original);
+
+    // no event_data: null; an empty event: null raw
+    CHECK(decode_event("6", R"({"type":"inference.result"})").event_data().is_null());
+    CHECK(decode_event("7", R"({"type":"frame.processed","event_data":5})").event_data() == 5);
+    CHECK(session_event{}.raw().is_null());
+    CHECK(session_event{}.event_data().is_null());
+}
+
+namespace {
+
+/// Payloads of every kind and shape servers send: the streaming decoder decides these.
+const std::vector<std::string>& server_shapes()
+{
+    static const std::vector<std::string> corpus = {
+        R"({"type":"sse.stream.start","session_id":"lsn-1","reader_id":"r-9"})",
+        R"({"type":"sse.stream.heartbeat","session_id":"lsn-1","session_status":"RUNNING","num_messages":12,"num_bytes":3456,"message_timeout":3})",
+        R"({"type":"sse.stream.end","session_id":"lsn-1"})",
+        R"({"type":"inference.result","event_data":{"response":["HEALTHY",{"HEALTHY":0.95,"BROKEN":0.05}],"query_id":"qry-9e3779b97f4a7c15","query_metadata":{"window":2,"rows":[1,1],"file_id":"a.csv"}}})",
+        R"({"event_data":{"query_metadata":{"window":2},"query_id":"q","response":["a cat","a dog"]},"type":"inference.result"})",
+        R"({"type":"inference.result","event_data":{"response":"just text"}})",
+        R"({"type":"inference.result","event_data":{"response":[1,"late label",{"A":1,"B":-2,"C":"x","D":null,"A":3},{"E":1}]}})",
+        R"({"type":"inference.result","event_data":{"response":{"HEALTHY":1}}})",
+        R"({"type":"inference.result","event_data":{"response":[[["deep"]],{"s":{"t":[1,{"u":2}]}}],"query_id":null}})",
+        R"({"type":"inference.result","event_data":null})",
+        R"({"type":"inference.error","event_data":{"error_messages":["x","y"]}})",
+        R"({"type":"inference.error","error_messages":["top"]})",
+        R"({"type":"inference.error","error_messages":"one"})",
+        R"({"type":"log.warning","event_data":{"message":"careful"}})",
+        R"({"type":"log.info","event_data":"plain text"})",
+        R"({"type":"log.info","message":"top"})",
+        R"({"type":"log.debug","event_data":{"message":null}})",
+        R"({"type":"frame.processed","event_data":{"frame_index":4,"timestamp":0.4}})",
+        R"({"type":"frame.processed","event_data":{"frame_index":4,"timestamp":-7}})",
+        R"({"type":"error","message":"Unknown session id: lsn-1"})",
+        R"({"type":"error","event_data":{"error_messages":["a","b"]}})",
+        R"({"type":"error","event_data":{"message":"m"}})",
+        R"({"type":"inference.start","event_data":{"n":1}})",
+        R"({"type":"sse.stream.start","session_id":"lsn-1"})",
+        R"({"type":"sse.stream.heartbeat","num_messages":null,"num_bytes":true,"message_timeout":{}})",
+        R"({"type":7})", R"({"no_type":1})", "[1,2]", "42", "null", R"("text")",
+    };
+    return corpus;
+}
+
+/// Odd shapes and non-JSON: the streaming decoder leaves these to the tree.
+const std::vector<std::string>& odd_shapes()
+{
+    static const std::vector<std::string> corpus = {
+        R"({"type":"sse.stream.heartbeat","num_messages":"12","num_bytes":3456,"message_timeout":3.0})",
+        R"({"type":"sse.stream.heartbeat","num_messages":-4,"session_id":12})",
+        R"({"type":"sse.stream.heartbeat","num_messages":1e38,"num_bytes":18446744073709551616.0})",
+        R"({"type":"sse.stream.start","session_id":{"a":1},"reader_id":true})",
+        R"({"type":"inference.error","event_data":{"error_messages":["x",{"code":1},null,2]}})",
+        R"({"type":"inference.error","event_data":{"error_messages":{"code":1}}})",
+        R"({"type":"log.info","event_data":{"level":3}})",
+        R"({"type":"log.info","event_data":[1,2]})",
+        R"({"type":"log.info","event_data":12})",
+        R"({"type":"frame.processed","event_data":{"frame_index":3.5e300,"timestamp":"0.5"}})",
+        R"({"type":"frame.processed","event_data":{"frame_index":"7"}})",
+        R"({"type":"inference.result","event_data":{"query_id":5}})",
+        R"({"type":"sse.stream.start","type":"sse.stream.end"})",
+        R"({"type":"inference.result","event_data":{"query_id":"a"},"event_data":{"query_id":"b"}})",
+        R"({"type":"error","message":1.5})",
+        R"({"type":"sse.stream.start","session_id":"s","API_Key":"k"})",
+        R"({"type":"inference.result","event_data":{"query_metadata":{"deep":{"api_key":1}}}})",
+        "not json", "", "{\"type\":", "data: {}", R"({"type":"x"} trailing)", "{\"type\":\"\xff\"}",
+    };
+    return corpus;
+}
+
+} // namespace
+
+// The streaming decoder builds no tree and gives up on anything odd; where it decides, it
+// must decide as the tree decoder does, and it must decide the shapes servers send (else
+// the fast path is silently gone).
+TEST_CASE("events: the streaming decoder agrees with the tree decoder")
+{
+    using lens::detail::event_decoding;
+    for (const auto* corpus : {&server_shapes(), &odd_shapes()}) {
+        const bool decides = corpus == &server_shapes();
+        for (const auto& data : *corpus) {
+            INFO(data);
+            const session_event tree = event_decoding::from_tree("id-1", data);
+            std::string id = "id-1";
+            session_event fast;
+            const bool decided = event_decoding::streaming(id, data, fast);
+            CHECK(decided == decides);
+            if (decided)
+                CHECK(fast == tree);
+            else
+                CHECK(id == "id-1"); // not moved from when it gives up
+            CHECK(decode_event("id-1", data) == tree);
+        }
     }
-    kept.reserve(100); // relocates the events: the views must not point into the old ones
-    for (auto& ev : kept) {
-        const auto* r = ev.get_if<lens::inference_result>();
-        REQUIRE(r);
-        CHECK(&r->response() == &ev.raw.at("event_data").at("response"));
-        CHECK(&r->query_metadata() == &ev.raw.at("event_data").at("query_metadata").as_object());
-        CHECK(r->label() == "OK");
-        CHECK(r->score("OK") == doctest::Approx(0.5));
-        CHECK(r->query_metadata().at("window") == 3);
-    }
-
-    auto frame = decode_event("5", R"({"type":"frame.processed","event_data":{"frame_index":4,"x":[1]}})");
-    auto frame_copy = frame;
-    frame = session_event{};
-    CHECK(frame_copy.get_if<lens::frame_processed>()->event_data().at("x").at(0) == 1);
-    CHECK(&frame_copy.get_if<lens::frame_processed>()->event_data() == &frame_copy.raw.at("event_data").as_object());
-
-    // absent trees view a shared null value and empty object
-    auto bare = decode_event("6", R"({"type":"inference.result"})");
-    CHECK(bare.get_if<lens::inference_result>()->response().is_null());
-    CHECK(bare.get_if<lens::inference_result>()->query_metadata().empty());
-    auto bare_frame = decode_event("7", R"({"type":"frame.processed","event_data":5})");
-    CHECK(bare_frame.get_if<lens::frame_processed>()->event_data().empty());
 }
 
 TEST_CASE("events: unknown types, odd shapes and non-JSON data never throw")
@@ -124,7 +204,7 @@ TEST_CASE("events: unknown types, odd shapes and non-JSON data never throw")
     auto u = decode_event("1", R"({"type":"inference.start","event_data":{"n":1}})");
     CHECK(u.kind() == event_kind::unknown);
     CHECK(u.type == "inference.start");
-    CHECK(u.raw.at("event_data").at("n") == 1);
+    CHECK(u.raw().at("event_data").at("n") == 1);
 
     // known types with missing or mistyped fields keep their kind
     auto r = decode_event("2", R"({"type":"inference.result","event_data":null})");
@@ -147,7 +227,8 @@ TEST_CASE("events: unknown types, odd shapes and non-JSON data never throw")
         REQUIRE(e.kind() == event_kind::malformed);
         CHECK(e.get_if<lens::malformed_event>()->data == data);
         CHECK_FALSE(e.get_if<lens::malformed_event>()->error.empty());
-        CHECK(e.raw == data);
+        CHECK(e.raw() == data);
+        CHECK(e.data == data);
         CHECK(e.type.empty());
     }
     CHECK(lens::to_string(event_kind::frame_processed) == "frame_processed");

@@ -83,7 +83,7 @@ void connect_at(fsm_type& f, time_point t)
 /// Every string a consumer can reach in `ev`.
 std::string all_text(const lens::session_event& ev)
 {
-    std::string s = ev.id + "\n" + ev.type + "\n" + boost::json::serialize(ev.raw) + "\n";
+    std::string s = ev.id + "\n" + ev.type + "\n" + ev.data + "\n" + boost::json::serialize(ev.raw()) + "\n";
     std::visit(
         [&](const auto& b) {
             using T = std::decay_t<decltype(b)>;
@@ -93,15 +93,15 @@ std::string all_text(const lens::session_event& ev)
                 s += b.session_id + b.session_status;
             else if constexpr (std::is_same_v<T, lens::stream_end>)
                 s += b.session_id;
-            else if constexpr (std::is_same_v<T, lens::inference_result>)
-                s += boost::json::serialize(b.response()) + b.query_id + boost::json::serialize(b.query_metadata());
-            else if constexpr (std::is_same_v<T, lens::inference_error>)
+            else if constexpr (std::is_same_v<T, lens::inference_result>) {
+                for (auto& t : b.texts())
+                    s += t;
+                s += b.query_id;
+            } else if constexpr (std::is_same_v<T, lens::inference_error>)
                 for (auto& m : b.error_messages)
                     s += m;
             else if constexpr (std::is_same_v<T, lens::log_message>)
                 s += b.level + b.message;
-            else if constexpr (std::is_same_v<T, lens::frame_processed>)
-                s += boost::json::serialize(b.event_data());
             else if constexpr (std::is_same_v<T, lens::error_event>)
                 s += b.message;
             else if constexpr (std::is_same_v<T, lens::malformed_event>)
@@ -663,12 +663,12 @@ TEST_CASE("stream_fsm: the API key is scrubbed from ids, raw JSON, typed fields 
     }
     CHECK(evs[0].id == "[redacted]");
     CHECK(evs[0].get_if<lens::log_message>()->message == "key [redacted]");
-    CHECK_FALSE(evs[1].raw.at("event_data").as_object().contains("API_KEY"));
+    CHECK_FALSE(evs[1].raw().at("event_data").as_object().contains("API_KEY"));
     CHECK(evs[2].get_if<lens::error_event>()->message == "[redacted] is wrong");
     CHECK(evs[4].type == "[redacted]");
     REQUIRE(evs[5].kind() == lens::event_kind::malformed);
     CHECK(evs[5].get_if<lens::malformed_event>()->data == "not json at all [redacted]");
-    CHECK_FALSE(evs[6].raw.as_object().contains("api_key"));
+    CHECK_FALSE(evs[6].raw().as_object().contains("api_key"));
     CHECK(f.delivered_id() == "[redacted]");
 }
 
