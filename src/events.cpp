@@ -188,6 +188,7 @@ public:
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
     fields f;
+    std::string_view input; ///< the text parsed
 
     bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
@@ -248,7 +249,14 @@ public:
         switch (container()) {
         case in::top: key_ = top_slot(key); break;
         case in::data: key_ = data_slot(key); break;
-        case in::scores: key_ = slot::score; score_key_.assign(key); break;
+        case in::scores:
+            key_ = slot::score;
+            // A view into the text stays valid through the parse; a name the parser
+            // unescaped into a buffer of its own (or part_) is copied.
+            score_key_ = key.data() >= input.data() && key.data() + key.size() <= input.data() + input.size()
+                           ? key
+                           : std::string_view(score_key_copy_.assign(key));
+            break;
         default: break;
         }
         part_.clear();
@@ -368,31 +376,37 @@ private:
     };
     static_assert(static_cast<unsigned>(slot::data_errors) < 32);
 
-    // By length first: every member of every event passes here.
+    // By length first, then the bytes (a comparison of known size, inlined): every
+    // member of every event passes here.
+    template <std::size_t N>
+    static bool is(std::string_view k, const char (&word)[N]) noexcept
+    {
+        return std::memcmp(k.data(), word, N - 1) == 0;
+    }
     static slot top_slot(std::string_view k) noexcept
     {
         switch (k.size()) {
-        case 4: return k == "type" ? slot::type : slot::none;
-        case 7: return k == "message" ? slot::message : slot::none;
-        case 9: return k == "reader_id" ? slot::reader_id : k == "num_bytes" ? slot::num_bytes : slot::none;
-        case 10: return k == "event_data" ? slot::event_data : k == "session_id" ? slot::session_id : slot::none;
-        case 12: return k == "num_messages" ? slot::num_messages : slot::none;
+        case 4: return is(k, "type") ? slot::type : slot::none;
+        case 7: return is(k, "message") ? slot::message : slot::none;
+        case 9: return is(k, "reader_id") ? slot::reader_id : is(k, "num_bytes") ? slot::num_bytes : slot::none;
+        case 10: return is(k, "event_data") ? slot::event_data : is(k, "session_id") ? slot::session_id : slot::none;
+        case 12: return is(k, "num_messages") ? slot::num_messages : slot::none;
         case 14:
-            return k == "session_status" ? slot::session_status
-                 : k == "error_messages" ? slot::top_errors
+            return is(k, "session_status") ? slot::session_status
+                 : is(k, "error_messages") ? slot::top_errors
                                          : slot::none;
-        case 15: return k == "message_timeout" ? slot::message_timeout : slot::none;
+        case 15: return is(k, "message_timeout") ? slot::message_timeout : slot::none;
         default: return slot::none;
         }
     }
     static slot data_slot(std::string_view k) noexcept
     {
         switch (k.size()) {
-        case 7: return k == "message" ? slot::data_message : slot::none;
-        case 8: return k == "response" ? slot::response : k == "query_id" ? slot::query_id : slot::none;
-        case 9: return k == "timestamp" ? slot::timestamp : slot::none;
-        case 11: return k == "frame_index" ? slot::frame_index : slot::none;
-        case 14: return k == "error_messages" ? slot::data_errors : slot::none;
+        case 7: return is(k, "message") ? slot::data_message : slot::none;
+        case 8: return is(k, "response") ? slot::response : is(k, "query_id") ? slot::query_id : slot::none;
+        case 9: return is(k, "timestamp") ? slot::timestamp : slot::none;
+        case 11: return is(k, "frame_index") ? slot::frame_index : slot::none;
+        case 14: return is(k, "error_messages") ? slot::data_errors : slot::none;
         default: return slot::none;
         }
     }
@@ -485,7 +499,8 @@ private:
     std::size_t element_ = 0;    ///< the index of the next element of `response`
     bool scores_taken_ = false;  ///< the first object inside `response` was met
     std::size_t members_ = 0;    ///< the members of that object so far
-    std::string score_key_;      ///< the name of the current member of that object
+    std::string_view score_key_; ///< the name of the current member of that object
+    std::string score_key_copy_; ///< ... when it is not a piece of `input`
     std::string part_;           ///< a key or string delivered in pieces
 };
 
@@ -610,6 +625,7 @@ fields gather_from_tree(const json::object& o)
 bool detail::event_decoding::streaming(std::string& id, std::string_view data, session_event& out)
 {
     json::basic_parser<field_gatherer> p(json::parse_options{});
+    p.handler().input = data;
     json::error_code ec;
     const std::size_t used = p.write_some(false, data.data(), data.size(), ec);
     if (ec || used != data.size() || !make_event(data, std::move(p.handler().f), out))

@@ -6,20 +6,8 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/json/value.hpp>
 
-#include <cctype>
 
 namespace lens::detail {
-
-bool redactor::is_secret_member(std::string_view name) noexcept
-{
-    constexpr std::string_view want = "api_key";
-    if (name.size() != want.size())
-        return false;
-    for (std::size_t i = 0; i < want.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(name[i])) != want[i])
-            return false;
-    return true;
-}
 
 std::size_t redactor::finder::find(std::string_view s) const noexcept
 {

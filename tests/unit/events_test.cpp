@@ -55,6 +55,14 @@ TEST_CASE("events: lens events")
     CHECK(r.event_data().at("query_metadata").at("window") == 2);
     CHECK(res->texts() == std::vector<std::string>{"HEALTHY"});
 
+    // Escaped member names are unescaped by the parser into a buffer of its own: each is
+    // kept, and the last of a name wins as in a tree.
+    auto escaped = decode_event("1", R"({"type":"inference.result","event_data":{"response":["A",)"
+                                     R"({"\u0041":0.5,"\u0042\u0042":"x\n","\u0041":0.25,"C":1}]}})");
+    CHECK(escaped.get_if<lens::inference_result>()->score("A") == 0.25);
+    CHECK_FALSE(escaped.get_if<lens::inference_result>()->score("BB"));
+    CHECK(escaped.get_if<lens::inference_result>()->score("C") == 1);
+
     auto texts = decode_event("2", R"({"type":"inference.result","event_data":{"response":["a cat","a dog"]}})");
     CHECK(texts.get_if<lens::inference_result>()->texts() == std::vector<std::string>{"a cat", "a dog"});
 
@@ -140,7 +148,9 @@ const std::vector<std::string>& server_shapes()
         R"({"type":"error","event_data":{"error_messages":["a","b"]}})",
         R"({"type":"error","event_data":{"message":"m"}})",
         R"({"type":"inference.start","event_data":{"n":1}})",
-        R"({"type":"sse.stream.start","session_id":"lsn-1"})",
+        R"({"t\u0079pe":"sse.stream.start","session_id":"lsn-\u0031"})",
+        R"({"type":"inference.result","event_data":{"response":["A",{"\u0041":0.5,"\u0042\u0042":"x\n","C":{"\u0044":1},"\u0041":0.25}]}})",
+        R"({"type":"log.info","event_data":{"message":"tab\there \"quoted\" \u00e9"}})",
         R"({"type":"sse.stream.heartbeat","num_messages":null,"num_bytes":true,"message_timeout":{}})",
         R"({"type":7})", R"({"no_type":1})", "[1,2]", "42", "null", R"("text")",
     };
