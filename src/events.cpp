@@ -46,11 +46,11 @@ struct fields {
 // ---- the records of inference_result::packed_parts ------------------------------------
 
 using parts_type = inference_result::packed_parts;
-constexpr std::size_t record_head = 1 + sizeof(std::uint32_t);
+constexpr std::size_t record_head = 1 + sizeof(std::size_t);
 
 void append_record(parts_type& parts, char tag, std::string_view bytes, double number = 0)
 {
-    const auto size = static_cast<std::uint32_t>(bytes.size()); // an event is far below 4 GiB
+    const std::size_t size = bytes.size();
     const std::size_t at = parts.size();
     parts.resize(at + record_head + bytes.size() + (tag == 'T' ? 0 : sizeof number));
     char* p = parts.data() + at;
@@ -68,7 +68,7 @@ void for_each_record(const parts_type& parts, F&& f)
 {
     for (std::size_t at = 0; at < parts.size();) {
         const char tag = parts[at];
-        std::uint32_t size;
+        std::size_t size;
         std::memcpy(&size, parts.data() + at + 1, sizeof size);
         if (f(tag, std::string_view(parts.data() + at + record_head, size), at))
             return;

@@ -91,11 +91,11 @@ struct inference_result {
 
     /// `response`'s strings and the members of its first object, as records one after
     /// another: a tag ('T' a text, 'S' a member with a number, 'N' a member without), the
-    /// length (4 bytes), the bytes, and for a member 8 bytes of its number. One buffer,
-    /// inline up to 64 bytes (a classification's label and scores), because a vector of
-    /// texts and one of scores were two allocations per event and a tenth of a stream's
-    /// decoding cost (benchmarks/sse_events.cpp).
-    using packed_parts = boost::container::small_vector<char, 64>;
+    /// length (a std::size_t), the bytes, and for a member the 8 bytes of its number. One
+    /// buffer, inline up to 80 bytes (a classification's label and two scores), because a
+    /// vector of texts and one of scores were two allocations per event and a tenth of a
+    /// stream's decoding cost (benchmarks/sse_events.cpp).
+    using packed_parts = boost::container::small_vector<char, 80>;
 
 private:
     friend struct detail::event_decoding;
