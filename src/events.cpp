@@ -202,17 +202,17 @@ public:
             f.is_object = true;
             return push(in::top);
         }
-        switch (value_slot()) {
+        const slot at = take_slot();
+        switch (at) {
         case slot::event_data: f.has_data = true; return push(in::data);
         case slot::response_element:
-            ++element_;
             if (!scores_taken_) {
                 scores_taken_ = true;
                 return push(in::scores);
             }
             return push(in::other);
         case slot::score: return set_score(std::nullopt, ec) && push(in::other);
-        default: return not_rendered(ec) && push(in::other);
+        default: return renders(at) ? give_up(ec) : push(in::other);
         }
     }
     bool on_object_end(std::size_t, json::error_code&) { return pop(); }
@@ -221,14 +221,14 @@ public:
     {
         if (depth_ == 0)
             return push(in::other);
-        switch (value_slot()) {
+        const slot at = take_slot();
+        switch (at) {
         case slot::top_errors: return push(in::top_errors);
         case slot::data_errors: return push(in::data_errors);
-        case slot::response: element_ = 0; return push(in::response);
+        case slot::response: elements_ = 0; return push(in::response);
         case slot::event_data: f.event_data_unrendered = true; return push(in::other);
-        case slot::response_element: ++element_; return push(in::other);
         case slot::score: return set_score(std::nullopt, ec) && push(in::other);
-        default: return not_rendered(ec) && push(in::other);
+        default: return renders(at) ? give_up(ec) : push(in::other);
         }
     }
     bool on_array_end(std::size_t, json::error_code&) { return pop(); }
@@ -266,6 +266,7 @@ public:
                 return give_up(ec);
             seen_ |= bit;
         }
+        f.data_has_message |= key_ == slot::data_message; // whatever its value (null: empty text)
         return true;
     }
 
@@ -277,22 +278,17 @@ public:
     bool on_string(json::string_view s, std::size_t, json::error_code& ec)
     {
         const std::string_view text = whole(s);
+        const slot at = take_slot();
         bool ok = true;
-        switch (value_slot()) {
+        if (std::string* field = text_field(at))
+            field->assign(text);
+        else switch (at) {
         case slot::type: f.type.emplace(text); break;
-        case slot::session_id: f.session_id.assign(text); break;
-        case slot::reader_id: f.reader_id.assign(text); break;
-        case slot::session_status: f.session_status.assign(text); break;
-        case slot::message: f.message.assign(text); break;
-        case slot::query_id: f.query_id.assign(text); break;
-        case slot::data_message: f.data_has_message = true; f.data_message.assign(text); break;
         case slot::top_errors: case slot::top_error: f.error_messages.emplace_back(text); break;
         case slot::data_errors: case slot::data_error: f.data_error_messages.emplace_back(text); break;
         case slot::event_data: f.event_data_text.emplace(text); break;
-        case slot::response: append_record(f.parts, 'T', text); f.label_first = true; break;
-        case slot::response_element:
-            f.label_first |= element_ == 0;
-            ++element_;
+        case slot::response: case slot::response_element:
+            f.label_first |= at == slot::response || elements_ == 1; // `response` itself, or its first element
             append_record(f.parts, 'T', text);
             break;
         case slot::score: ok = set_score(std::nullopt, ec); break;
@@ -305,63 +301,35 @@ public:
 
     bool on_int64(std::int64_t n, json::string_view, json::error_code& ec)
     {
-        if (n >= 0)
-            return on_uint64(static_cast<std::uint64_t>(n), {}, ec);
-        switch (value_slot()) {
-        case slot::timestamp: f.timestamp = static_cast<double>(n); return true;
-        case slot::score: return set_score(static_cast<double>(n), ec);
-        default: return number(ec);
-        }
+        return number(n >= 0 ? std::optional<std::uint64_t>(n) : std::nullopt, static_cast<double>(n), ec);
     }
     bool on_uint64(std::uint64_t n, json::string_view, json::error_code& ec)
     {
-        switch (value_slot()) {
-        case slot::num_messages: f.num_messages = n; return true;
-        case slot::num_bytes: f.num_bytes = n; return true;
-        case slot::message_timeout: f.message_timeout = n; return true;
-        case slot::frame_index: f.frame_index = n; return true;
-        case slot::timestamp: f.timestamp = static_cast<double>(n); return true;
-        case slot::score: return set_score(static_cast<double>(n), ec);
-        default: return number(ec);
-        }
+        return number(n, static_cast<double>(n), ec);
     }
-    bool on_double(double d, json::string_view, json::error_code& ec)
-    {
-        switch (value_slot()) {
-        case slot::timestamp: f.timestamp = d; return true;
-        case slot::score: return set_score(d, ec);
-        default: return number(ec);
-        }
-    }
+    bool on_double(double d, json::string_view, json::error_code& ec) { return number(std::nullopt, d, ec); }
 
     bool on_bool(bool, json::error_code& ec)
     {
-        switch (value_slot()) {
-        case slot::num_messages: case slot::num_bytes: case slot::message_timeout:
-        case slot::frame_index: case slot::timestamp: case slot::type: case slot::none:
-        case slot::response: // not a number: absent
-            return true;
-        case slot::event_data: f.event_data_unrendered = true; return true;
-        case slot::response_element: ++element_; return true;
-        case slot::score: return set_score(std::nullopt, ec);
-        default: return give_up(ec); // text expected: the tree renders it
-        }
+        const slot at = take_slot();
+        if (at == slot::score)
+            return set_score(std::nullopt, ec);
+        if (at == slot::event_data)
+            f.event_data_unrendered = true;
+        return renders(at) ? give_up(ec) : true; // not a number, not text: absent
     }
 
     bool on_null(json::error_code& ec)
     {
-        switch (value_slot()) {
-        case slot::session_id: f.session_id.clear(); return true; // null text is empty text
-        case slot::reader_id: f.reader_id.clear(); return true;
-        case slot::session_status: f.session_status.clear(); return true;
-        case slot::message: f.message.clear(); return true;
-        case slot::query_id: f.query_id.clear(); return true;
-        case slot::data_message: f.data_has_message = true; f.data_message.clear(); return true;
-        case slot::top_error: case slot::data_error: return give_up(ec); // rendered as "null"
-        case slot::response_element: ++element_; return true;
-        case slot::score: return set_score(std::nullopt, ec);
-        default: return true; // absent
+        const slot at = take_slot();
+        if (std::string* field = text_field(at)) {
+            field->clear(); // null text is empty text
+            return true;
         }
+        if (at == slot::score)
+            return set_score(std::nullopt, ec);
+        // An element of an error list is rendered as "null"; anything else null is absent.
+        return at == slot::top_error || at == slot::data_error ? give_up(ec) : true;
     }
 
 private:
@@ -413,16 +381,49 @@ private:
 
     in container() const noexcept { return depth_ < stack_.size() ? stack_[depth_] : in::other; }
 
-    /// The slot of the value that starts now: by its key in an object, by its array.
-    slot value_slot() const noexcept
+    /// The slot of the value that starts now, by its key in an object or by its array;
+    /// counts the elements of `response`.
+    slot take_slot() noexcept
     {
         switch (container()) {
         case in::top: case in::data: case in::scores: return key_;
-        case in::response: return slot::response_element;
+        case in::response: ++elements_; return slot::response_element;
         case in::top_errors: return slot::top_error;
         case in::data_errors: return slot::data_error;
         default: return slot::none;
         }
+    }
+
+    /// The text field a slot fills (string: the text, null: empty), or null.
+    std::string* text_field(slot at) noexcept
+    {
+        switch (at) {
+        case slot::session_id: return &f.session_id;
+        case slot::reader_id: return &f.reader_id;
+        case slot::session_status: return &f.session_status;
+        case slot::message: return &f.message;
+        case slot::query_id: return &f.query_id;
+        case slot::data_message: return &f.data_message;
+        default: return nullptr;
+        }
+    }
+    /// The count field a slot fills, or null.
+    std::optional<std::uint64_t>* count_field(slot at) noexcept
+    {
+        switch (at) {
+        case slot::num_messages: return &f.num_messages;
+        case slot::num_bytes: return &f.num_bytes;
+        case slot::message_timeout: return &f.message_timeout;
+        case slot::frame_index: return &f.frame_index;
+        default: return nullptr;
+        }
+    }
+    /// A slot that expects text or a list of texts: any other value there is rendered
+    /// as JSON text by the tree decoder.
+    bool renders(slot at) noexcept
+    {
+        return text_field(at) || at == slot::top_errors || at == slot::data_errors || at == slot::top_error ||
+               at == slot::data_error;
     }
 
     bool push(in c) noexcept
@@ -442,26 +443,21 @@ private:
         return true;
     }
 
-    /// A number where text or a list of texts was expected (the tree renders it), or
-    /// where nothing is read.
-    bool number(json::error_code& ec)
+    /// A number; `count` is its value when it is a non-negative integer.
+    bool number(std::optional<std::uint64_t> count, double value, json::error_code& ec)
     {
-        switch (value_slot()) {
-        case slot::none: case slot::type: case slot::response: return true;
-        case slot::response_element: ++element_; return true;
-        case slot::event_data: f.event_data_unrendered = true; return true;
-        default: return give_up(ec);
+        const slot at = take_slot();
+        if (auto* field = count_field(at)) {
+            if (!count) // negative or a fraction: the tree's rules (saturation, truncation) decide
+                return give_up(ec);
+            *field = count;
+            return true;
         }
-    }
-    /// An object or array where text was expected: rendered by the tree; elsewhere ignored.
-    bool not_rendered(json::error_code& ec)
-    {
-        switch (value_slot()) {
-        case slot::session_id: case slot::reader_id: case slot::session_status: case slot::message:
-        case slot::query_id: case slot::data_message: case slot::top_error: case slot::data_error:
-        case slot::top_errors: case slot::data_errors:
-            return give_up(ec);
-        default: return true;
+        switch (at) {
+        case slot::timestamp: f.timestamp = value; return true;
+        case slot::score: return set_score(value, ec);
+        case slot::event_data: f.event_data_unrendered = true; return true;
+        default: return renders(at) ? give_up(ec) : true;
         }
     }
 
@@ -496,7 +492,7 @@ private:
     std::size_t depth_ = 0;
     slot key_ = slot::none;      ///< the slot of the current member's value
     std::uint32_t seen_ = 0;     ///< the tracked members met so far (bit per slot)
-    std::size_t element_ = 0;    ///< the index of the next element of `response`
+    std::size_t elements_ = 0;   ///< the elements of `response` begun so far
     bool scores_taken_ = false;  ///< the first object inside `response` was met
     std::size_t members_ = 0;    ///< the members of that object so far
     std::string_view score_key_; ///< the name of the current member of that object

@@ -6,7 +6,6 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/json/value.hpp>
 
-
 namespace lens::detail {
 
 std::size_t redactor::finder::find(std::string_view s) const noexcept
@@ -62,7 +61,7 @@ std::string redactor::scrubbed(std::string_view s) const
 
 bool redactor::may_hide_secret(std::string_view text) noexcept
 {
-    if (text.find('\\') != std::string_view::npos)
+    if (has_escape(text))
         return true;
     // "api_key" in any case, found by its "_k" (detail/byte_pair_search.hpp). A byte-wise
     // case-insensitive search with std::tolower cost more than the JSON parse of a typical event.

@@ -56,7 +56,7 @@ void decode_scrubbed(std::string id, std::string_view text, const redactor& secr
     // Without an escape every decoded string is a piece of the scrubbed text, so only an
     // `api_key` member could still need scrubbing, and the streaming decoder decides no
     // event that has one. This spares the typical event the search for that name.
-    if (text.find('\\') == std::string_view::npos && event_decoding::streaming(id, text, out))
+    if (!redactor::has_escape(text) && event_decoding::streaming(id, text, out))
         return;
     if (redactor::may_hide_secret(text)) {
         // The decoded strings may spell the key (escapes) or carry it in `api_key`
@@ -76,7 +76,7 @@ void decode_scrubbed(std::string id, std::string_view text, const redactor& secr
 /// True when `data` may decode as `sse.stream.end`: it spells the type, or an escape could.
 bool may_end_stream(std::string_view data) noexcept
 {
-    if (data.find('\\') != std::string_view::npos)
+    if (redactor::has_escape(data))
         return true;
     // "stream.end" found by its "." and "d" (detail/byte_pair_search.hpp): find("stream.end")
     // stops at every 's' of a payload.

@@ -48,6 +48,8 @@ public:
     /// which scrub removes. False proves that, when `text` does not leak the key, a tree
     /// parsed from it holds neither: its strings and names are pieces of the text.
     static bool may_hide_secret(std::string_view text) noexcept;
+    /// True when the JSON `text` holds an escape, which may spell anything once decoded.
+    static bool has_escape(std::string_view text) noexcept { return text.find('\\') != std::string_view::npos; }
     /// True for a member that scrub removes whatever it holds: `api_key`, in any case.
     /// (Inline: every member name of every event is asked.)
     static bool is_secret_member(std::string_view name) noexcept
