@@ -634,17 +634,24 @@ session_event detail::event_decoding::from_tree(std::string id, std::string_view
 {
     json::error_code ec;
     const json::value tree = json::parse(data, ec);
-    if (ec) {
-        session_event ev;
-        ev.id = std::move(id);
-        ev.data = std::string(data);
-        ev.body = malformed_event{std::string(data), ec.message()};
-        return ev;
-    }
+    return ec ? malformed(std::move(id), data, ec) : from_parsed(std::move(id), data, tree);
+}
+
+session_event detail::event_decoding::from_parsed(std::string id, std::string_view data, const json::value& tree)
+{
     auto* o = tree.if_object();
     session_event ev;
     make_event(data, o ? gather_from_tree(*o) : fields{}, ev); // true: a tree renders every field
     ev.id = std::move(id);
+    return ev;
+}
+
+session_event detail::event_decoding::malformed(std::string id, std::string_view data, const json::error_code& ec)
+{
+    session_event ev;
+    ev.id = std::move(id);
+    ev.data = std::string(data);
+    ev.body = malformed_event{std::string(data), ec.message()};
     return ev;
 }
 

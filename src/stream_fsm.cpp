@@ -58,19 +58,20 @@ void decode_scrubbed(std::string id, std::string_view text, const redactor& secr
     // event that has one. This spares the typical event the search for that name.
     if (!redactor::has_escape(text) && event_decoding::streaming(id, text, out))
         return;
-    if (redactor::may_hide_secret(text)) {
+    // Rare from here on (an escape, an `api_key` member, a shape the streaming decoder
+    // leaves to the tree): one parse serves the scrub and the decoding.
+    boost::json::error_code ec;
+    boost::json::value tree = boost::json::parse(text, ec);
+    if (ec) {
+        out = event_decoding::malformed(std::move(id), text, ec);
+    } else if (redactor::may_hide_secret(text)) {
         // The decoded strings may spell the key (escapes) or carry it in `api_key`
-        // members: scrub the tree and decode its text. Rare, so the double work is
-        // cheap overall.
-        boost::json::error_code ec;
-        boost::json::value tree = boost::json::parse(text, ec);
-        if (!ec) {
-            secrets.scrub(tree);
-            out = decode_event(std::move(id), boost::json::serialize(tree));
-            return;
-        }
+        // members: the event is the scrubbed tree, and its text that tree's.
+        secrets.scrub(tree);
+        out = event_decoding::from_parsed(std::move(id), boost::json::serialize(tree), tree);
+    } else {
+        out = event_decoding::from_parsed(std::move(id), text, tree);
     }
-    out = event_decoding::from_tree(std::move(id), text);
 }
 
 /// True when `data` may decode as `sse.stream.end`: it spells the type, or an escape could.

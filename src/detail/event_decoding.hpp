@@ -15,6 +15,9 @@
 
 #include <lens/events.hpp>
 
+#include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +32,10 @@ struct event_decoding {
     static bool streaming(std::string& id, std::string_view data, session_event& out);
     /// The event, decoded through a parsed tree: every payload, malformed ones included.
     static session_event from_tree(std::string id, std::string_view data);
+    /// The same, given the tree already parsed from `data`.
+    static session_event from_parsed(std::string id, std::string_view data, const boost::json::value& tree);
+    /// The event of a `data` that did not parse, with the parser's error.
+    static session_event malformed(std::string id, std::string_view data, const boost::system::error_code& ec);
     /// An inference_result with its private fields (the decoders' one way to set them).
     static inference_result make_result(std::string query_id, inference_result::packed_parts parts,
                                         bool label_first);
