@@ -1,6 +1,6 @@
 // Fuzz target: the WebSocket reply classification and matching
-// (include/lens/detail/reply_matcher.hpp, src/reply_matcher.cpp), driven the way
-// lens::session's dispatch drives it (src/session.cpp: parse, classify, match the oldest
+// (include/lens/detail/reply_matcher.hpp, src/frame_fields.cpp), driven the way
+// lens::session's dispatch drives it (src/session.cpp: gather the frame's fields, classify, match the oldest
 // pending request of the reply's type, error frames take the oldest of any type,
 // abandoned requests keep their place, a lost connection drains by request_fate).
 //
@@ -11,8 +11,13 @@
 // - a reply goes to the oldest written, pending request of its type; an error frame to
 //   the oldest of any type; a frame that answers nothing goes to the inbox;
 // - an abandoned request's reply is consumed, never delivered;
-// - after a loss, idempotent requests are resent first, in their original order.
+// - after a loss, idempotent requests are resent first, in their original order;
+// - where the streaming pass over a frame's text decides (src/detail/frame_fields.hpp),
+//   its fields equal the tree's, and the text has no escape and no `api_key` member (so
+//   the session may hand it on unscrubbed).
 #include <lens/detail/reply_matcher.hpp>
+
+#include "detail/frame_fields.hpp"
 
 #include "detail/channel_fsm.hpp"
 #include "fuzz_check.hpp"
@@ -23,6 +28,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <deque>
 #include <list>
 #include <string>
@@ -71,6 +77,47 @@ expected_class model_classify(const json::value& v)
     return {};
 }
 
+bool same_fields(const lens::detail::frame_fields& a, const lens::detail::frame_fields& b)
+{
+    return a.is_object == b.is_object && a.has_type == b.has_type && a.type == b.type &&
+           a.has_session_id == b.has_session_id && a.has_message == b.has_message &&
+           a.message_is_string == b.message_is_string && a.message == b.message &&
+           a.has_event_data == b.has_event_data && a.is_valid == b.is_valid && a.error_messages == b.error_messages;
+}
+
+/// A member named `api_key` (any case) at any depth.
+bool has_secret_member(const json::value& v)
+{
+    if (const auto* o = v.if_object()) {
+        for (const auto& m : *o) {
+            std::string name(m.key());
+            for (auto& c : name)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (name == "api_key" || has_secret_member(m.value()))
+                return true;
+        }
+    } else if (const auto* a = v.if_array()) {
+        for (const auto& e : *a)
+            if (has_secret_member(e))
+                return true;
+    }
+    return false;
+}
+
+/// `text` with every `y` written as an escape: `y` stands only inside strings of a
+/// serialized frame (never in true, false, null or a number), and "type" spells it.
+std::string escaped(const std::string& text)
+{
+    std::string out;
+    for (char c : text) {
+        if (c == 'y')
+            out += "\\u0079";
+        else
+            out += c;
+    }
+    return out;
+}
+
 struct harness {
     std::list<request> all;                   // stable addresses
     std::deque<request*> to_send;             // not written yet, in send order
@@ -95,9 +142,25 @@ struct harness {
         written.erase(it);
     }
 
-    void dispatch(const json::value& frame)
+    void dispatch(const std::string& text)
     {
-        const frame_class cls = lens::detail::classify_frame(frame);
+        boost::system::error_code ec;
+        const json::value frame = json::parse(text, ec);
+        lens::detail::frame_fields fast;
+        const bool decided = lens::detail::gather_streaming(text, fast);
+        if (ec) {
+            FUZZ_REQUIRE(!decided);
+            ++inbox; // not JSON: to the inbox as text
+            return;
+        }
+        lens::detail::frame_fields slow;
+        lens::detail::gather_from_tree(frame, slow);
+        if (decided) {
+            FUZZ_REQUIRE(same_fields(fast, slow));
+            FUZZ_REQUIRE(text.find('\\') == std::string::npos);
+            FUZZ_REQUIRE(!has_secret_member(frame));
+        }
+        const frame_class cls = lens::detail::classify_frame(decided ? fast : slow);
         const expected_class want = model_classify(frame);
         FUZZ_REQUIRE(cls.kind == want.kind);
         if (cls.kind == frame_class::reply)
@@ -175,6 +238,14 @@ json::value built_frame(FuzzedDataProvider& in, harness& h)
     case 5: o["type"] = in.ConsumeIntegral<int>(); break;
     default: return json::array{1, 2, 3};
     }
+    if (in.ConsumeBool()) { // a validation's fields, and maybe a member a redactor removes
+        json::object data;
+        data["is_valid"] = in.ConsumeBool();
+        data["error_messages"] = json::array{json::string(in.ConsumeRandomLengthString(8))};
+        if (in.ConsumeBool())
+            data[in.ConsumeBool() ? "api_key" : "Api_KEY"] = "k";
+        o["event_data"] = std::move(data);
+    }
     (void)h;
     return o;
 }
@@ -220,30 +291,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             break;
         }
         case 3: // a frame built from the protocol's shapes
-            h.dispatch(built_frame(in, h));
+            h.dispatch(json::serialize(built_frame(in, h)));
             break;
-        case 4: { // any text the server might send
-            boost::system::error_code ec;
-            const json::value v = json::parse(in.ConsumeRandomLengthString(128), ec);
-            if (ec)
-                ++h.inbox; // not JSON: to the inbox as text
-            else
-                h.dispatch(v);
+        case 4: // any text the server might send
+            h.dispatch(in.ConsumeRandomLengthString(128));
             break;
-        }
         case 5:
             h.lose_connection();
             break;
-        default: { // the same frame, round-tripped through its text (escapes decode the same)
+        default: // the same frame, its strings escaped (they decode the same)
             // (a built type may not be UTF-8, which no parsed frame holds: then it is not JSON)
-            boost::system::error_code ec;
-            const json::value v = json::parse(json::serialize(built_frame(in, h)), ec);
-            if (ec)
-                ++h.inbox;
-            else
-                h.dispatch(v);
+            h.dispatch(escaped(json::serialize(built_frame(in, h))));
             break;
-        }
         }
     }
     // Teardown: whatever is left fails (or is dropped) — exactly once.

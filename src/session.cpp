@@ -18,6 +18,7 @@
 #include "detail/client_frames.hpp"
 #include "detail/coalescing_stream.hpp"
 #include "detail/endpoint.hpp"
+#include "detail/frame_fields.hpp"
 #include "detail/frame_reader.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/read_pacing.hpp"
@@ -157,7 +158,7 @@ struct pending_request : detail::matcher_entry {
     bool written = false;    ///< in the matcher: sent on the current connection
     bool abandoned = false;  ///< nobody waits for the reply any more (timed out, cancelled, internal)
     bool done = false;
-    json::value reply;
+    std::string reply; ///< the reply's text, scrubbed of secrets (the result decodes it)
     boost::system::error_code ec;
     std::string error_detail;
     /// The caller's coroutine while it waits (see wait_for_reply): resumed by the reply,
@@ -600,8 +601,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    /// `frame` is already scrubbed of secrets.
-    void deliver(pending_request& r, json::value frame)
+    /// `text` is the reply, scrubbed of secrets, and `f` its fields.
+    void deliver(pending_request& r, std::string_view text, const detail::frame_fields& f)
     {
         if (r.abandoned) {
             ++counters.late_replies_dropped;
@@ -609,32 +610,23 @@ struct session::impl : std::enable_shared_from_this<impl> {
             return;
         }
         ++counters.replies_matched;
-        // An enveloped reply carrying `message` and no `event_data` is a failure.
-        if (auto* obj = frame.if_object(); obj && obj->contains("type")) {
-            const auto* message = obj->if_contains("message");
-            const auto* data = obj->if_contains("event_data");
-            if (message && (!data || data->is_null())) {
-                std::string text = message->is_string() ? std::string(message->get_string())
-                                                        : json::serialize(*message);
-                const auto code = text == query_timed_out_message ? errc::query_timed_out : errc::api_error;
-                fail(r, code, std::move(text));
-                return;
-            }
+        if (const auto failure = detail::reply_failure(f)) {
+            const auto code = *failure == query_timed_out_message ? errc::query_timed_out : errc::api_error;
+            fail(r, code, std::string(*failure));
+            return;
         }
-        r.reply = std::move(frame);
+        r.reply.assign(text);
         finish(r);
     }
 
-    void deliver_error_frame(pending_request& r, const json::value& frame)
+    void deliver_error_frame(pending_request& r, const detail::frame_fields& f)
     {
         if (r.abandoned) {
             ++counters.late_replies_dropped;
             retire(r);
             return;
         }
-        std::string text = "error frame";
-        if (auto* m = frame.as_object().if_contains("message"); m && m->is_string())
-            text = std::string(m->get_string());
+        std::string text = f.message_is_string ? std::string(f.message) : std::string("error frame");
         const bool gone = text.rfind("Unknown session id", 0) == 0;
         fail(r, gone ? errc::session_gone : errc::api_error, std::move(text));
     }
@@ -703,31 +695,48 @@ struct session::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    /// Every frame from the server enters here: it is scrubbed of the key before it is
-    /// classified, so replies, error texts and the inbox only ever see the scrubbed frame.
+    /// Every frame from the server enters here, and is scrubbed of the key before it is
+    /// classified: replies, error texts and the inbox only ever see the scrubbed frame.
+    ///
+    /// The typical frame builds no tree: when its text holds neither the key nor an
+    /// escape, the fields that route it are gathered in one streaming pass, which gives up
+    /// on an `api_key` member; so the text needs no scrubbing and is the reply as is.
+    /// Anything else is parsed and its tree scrubbed (redactor::scrub), as before.
     void dispatch(std::string_view text)
     {
         const auto& secrets = ep->secrets();
-        boost::system::error_code ec;
-        json::value frame = json::parse(text, ec);
-        if (ec) {
-            to_inbox(json::string(secrets.scrubbed(text)), text.size());
-            return;
+        detail::frame_fields f;
+        std::optional<json::value> tree;
+        std::string scrubbed_text; // the scrubbed tree's text, when it differs from `text`
+        const std::size_t bytes = text.size();
+        if (secrets.leaks(text) || detail::redactor::has_escape(text) || !detail::gather_streaming(text, f)) {
+            boost::system::error_code ec;
+            tree.emplace(json::parse(text, ec));
+            if (ec) {
+                to_inbox(json::string(secrets.scrubbed(text)), bytes);
+                return;
+            }
+            if (secrets.leaks(text) || detail::redactor::may_hide_secret(text)) {
+                secrets.scrub(*tree);
+                scrubbed_text = json::serialize(*tree);
+                text = scrubbed_text;
+            }
+            f = detail::frame_fields{};
+            detail::gather_from_tree(*tree, f);
         }
-        secrets.scrub(frame, text);
-        const auto cls = detail::classify_frame(frame);
+        const auto cls = detail::classify_frame(f);
         if (cls.kind == detail::frame_class::reply) {
             if (auto* r = awaiting.match(cls.request_type)) {
-                deliver(*r, std::move(frame));
+                deliver(*r, text, f);
                 return;
             }
         } else if (cls.kind == detail::frame_class::error) {
             if (auto* r = awaiting.oldest()) {
-                deliver_error_frame(*r, frame);
+                deliver_error_frame(*r, f);
                 return;
             }
         }
-        to_inbox(std::move(frame), text.size());
+        to_inbox(tree ? std::move(*tree) : json::parse(text), bytes);
     }
 
     // ---- connection loss and stop -------------------------------------------
@@ -1422,12 +1431,15 @@ struct session::impl : std::enable_shared_from_this<impl> {
             asio::use_awaitable, std::ref(*self), r);
     }
 
-    /// One request, start to finish. A static coroutine holding the session by
-    /// shared_ptr: the public functions in front of it are ordinary functions that
-    /// encode the request first, so neither the caller's arguments nor `this` are
-    /// touched after they return (and a request costs one coroutine frame).
-    static asio::awaitable<json::value> request(std::shared_ptr<impl> self, std::string type, std::string frame,
-                                                call_options o, std::chrono::milliseconds session_options::*timeout_of)
+    /// One request, start to finish, its result `decode` of the reply's text (which may
+    /// throw). A static coroutine holding the session by shared_ptr: the public functions
+    /// in front of it are ordinary functions that encode the request first, so neither
+    /// the caller's arguments nor `this` are touched after they return (and a typed
+    /// request costs one coroutine frame).
+    template <class Decode>
+    static asio::awaitable<std::invoke_result_t<Decode&, std::string&&>>
+    request(std::shared_ptr<impl> self, std::string type, std::string frame, call_options o,
+            std::chrono::milliseconds session_options::*timeout_of, Decode decode)
     {
         if (!self)
             throw lens::error(errc::closed, type, "moved-from session");
@@ -1459,7 +1471,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
         if (r->done) {
             if (r->ec)
                 throw lens::error(r->ec, r->request_type, r->error_detail);
-            co_return std::move(r->reply);
+            co_return decode(std::move(r->reply));
         }
         s.abandon(*r);
         if (clock::now() >= deadline)
@@ -1500,12 +1512,17 @@ using self_ptr = std::shared_ptr<session::impl>;
 using json_task = task<json::value>;
 constexpr auto request_timeout = &session_options::request_timeout;
 
+/// The reply as a tree: its text is scrubbed, valid JSON.
+json::value parse_reply(std::string&& reply) { return json::parse(reply); }
+
 /// Encodes the request now and returns the coroutine that sends it.
-json_task send_request(const self_ptr& self, std::string type, json::value event_data, call_options o,
-                       std::chrono::milliseconds session_options::*timeout_of = request_timeout)
+template <class Decode = decltype(&parse_reply)>
+auto send_request(const self_ptr& self, std::string type, const json::value& event_data, call_options o,
+                  Decode decode = &parse_reply,
+                  std::chrono::milliseconds session_options::*timeout_of = request_timeout)
 {
     auto frame = serialize_request(type, event_data);
-    return session::impl::request(self, std::move(type), std::move(frame), o, timeout_of);
+    return session::impl::request(self, std::move(type), std::move(frame), o, timeout_of, std::move(decode));
 }
 
 const json::value* event_data_of(const json::value& reply)
@@ -1516,34 +1533,28 @@ const json::value* event_data_of(const json::value& reply)
     return nullptr;
 }
 
-std::vector<std::string> strings_of(const json::value* v)
+/// A validation, decoded by the fields every frame's routing reads (the streaming pass,
+/// or the tree when that gives up): no tree for the typical reply.
+validation validation_of(std::string&& reply)
 {
-    std::vector<std::string> out;
-    if (v && v->is_array())
-        for (auto& item : v->get_array())
-            out.push_back(item.is_string() ? std::string(item.get_string()) : json::serialize(item));
-    return out;
-}
-
-validation validation_of(json::value raw)
-{
-    validation result;
-    result.raw = std::move(raw);
-    if (auto* data = event_data_of(result.raw); data && data->is_object()) {
-        auto& obj = data->get_object();
-        if (auto* v = obj.if_contains("is_valid"); v && v->is_bool())
-            result.is_valid = v->get_bool();
-        result.error_messages = strings_of(obj.if_contains("error_messages"));
+    detail::frame_fields f;
+    if (!detail::gather_streaming(reply, f)) {
+        f = detail::frame_fields{};
+        detail::gather_from_tree(json::parse(reply), f);
     }
+    validation result;
+    result.is_valid = f.is_valid;
+    result.error_messages = std::move(f.error_messages);
+    result.reply = std::move(reply);
     return result;
 }
 
-read_result read_result_of(json::value raw, std::string client_id)
+read_result read_result_of(std::string&& reply, std::string client_id)
 {
     read_result result;
     result.client_id = std::move(client_id);
-    result.raw = std::move(raw);
-    if (auto* d = event_data_of(result.raw); d && d->is_object()) {
+    const json::value tree = parse_reply(std::move(reply));
+    if (auto* d = event_data_of(tree); d && d->is_object()) {
         auto& obj = d->get_object();
         if (auto* id = obj.if_contains("client_id"); id && id->is_string())
             result.client_id = std::string(id->get_string());
@@ -1563,6 +1574,7 @@ read_result read_result_of(json::value raw, std::string client_id)
                 result.messages.push_back(std::move(msg));
             }
     }
+    result.reply = std::move(reply);
     return result;
 }
 
@@ -1573,26 +1585,35 @@ json::object read_event_data(const std::string& client_id)
     return data;
 }
 
-// The typed operations: coroutines taking the session by shared_ptr (never `this`),
-// each awaiting one request and decoding its reply.
+/// `input_stream.set`'s reply: a refusal (`is_valid: false`) is an error.
+json::value input_stream_reply(std::string&& text)
+{
+    json::value reply = parse_reply(std::move(text));
+    detail::frame_fields f;
+    detail::gather_from_tree(reply, f);
+    if (auto* d = event_data_of(reply); d && d->is_object())
+        if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
+            std::vector<server_error> errors;
+            for (auto& m : f.error_messages)
+                errors.push_back({{}, std::move(m), {}, {}});
+            throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
+        }
+    return reply;
+}
+
+/// `model.query`'s result: the reply's `event_data.result`.
+json::value query_result(std::string&& text)
+{
+    const json::value reply = parse_reply(std::move(text));
+    if (auto* d = event_data_of(reply); d && d->is_object())
+        if (auto* r = d->get_object().if_contains("result"))
+            return *r;
+    throw lens::error(errc::invalid_response, "model.query", "reply has no event_data.result");
+}
+
+// The typed operations: each a request whose decoder makes its result, or (destroy) a
+// coroutine taking the session by shared_ptr (never `this`) around one.
 namespace ops {
-
-task<session_record> status(self_ptr self, call_options o)
-{
-    auto reply = co_await send_request(self, "session.status", nullptr, o);
-    co_return detail::decode<session_record>(reply, "session.status");
-}
-
-task<validation> validate(self_ptr self, call_options o)
-{
-    co_return validation_of(co_await send_request(self, "session.validate", nullptr, o));
-}
-
-task<read_result> read(self_ptr self, std::string client_id, call_options o)
-{
-    auto reply = co_await send_request(self, "session.read", read_event_data(client_id), o);
-    co_return read_result_of(std::move(reply), std::move(client_id));
-}
 
 json_task destroy(self_ptr self, call_options o)
 {
@@ -1600,31 +1621,6 @@ json_task destroy(self_ptr self, call_options o)
     self->shutdown(errc::session_gone, "session destroyed");
     co_return reply;
 }
-
-json_task input_stream_set(self_ptr self, std::string frame, call_options o)
-{
-    auto reply = co_await session::impl::request(self, "input_stream.set", std::move(frame), o, request_timeout);
-    if (auto* d = event_data_of(reply); d && d->is_object())
-        if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
-            std::vector<server_error> errors;
-            for (auto& m : strings_of(d->get_object().if_contains("error_messages")))
-                errors.push_back({{}, m, {}, {}});
-            throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
-        }
-    co_return reply;
-}
-
-json_task query(self_ptr self, std::string frame, call_options o)
-{
-    auto reply = co_await session::impl::request(self, "model.query", std::move(frame), o,
-                                                 &session_options::query_timeout);
-    if (auto* d = event_data_of(reply); d && d->is_object())
-        if (auto* r = d->get_object().if_contains("result"))
-            co_return *r;
-    throw lens::error(errc::invalid_response, "model.query", "reply has no event_data.result");
-}
-
-task<void> heartbeat(self_ptr self, call_options o) { co_await send_request(self, "session.heartbeat", nullptr, o); }
 
 } // namespace ops
 
@@ -1695,27 +1691,32 @@ void session::close() noexcept
 
 task<json::value> session::call_task(std::string&& type, json::value&& event_data, call_options o)
 {
-    return send_request(impl_, std::move(type), std::move(event_data), o);
+    return send_request(impl_, std::move(type), event_data, o);
 }
 
 task<session_record> session::status_task(call_options o)
 {
-    return ops::status(impl_, o);
+    return send_request(impl_, "session.status", nullptr, o, [](std::string&& reply) {
+        return detail::decode<session_record>(parse_reply(std::move(reply)), "session.status");
+    });
 }
 
 task<validation> session::validate_task(call_options o)
 {
-    return ops::validate(impl_, o);
+    return send_request(impl_, "session.validate", nullptr, o, &validation_of);
 }
 
 task<read_result> session::read_task(call_options o)
 {
-    return ops::read(impl_, impl_ ? impl_->client_id : std::string(), o);
+    return read_task(impl_ ? std::string(impl_->client_id) : std::string(), o);
 }
 
 task<read_result> session::read_task(std::string&& client_id, call_options o)
 {
-    return ops::read(impl_, std::move(client_id), o);
+    json::value data = read_event_data(client_id);
+    return send_request(impl_, "session.read", data, o, [id = std::move(client_id)](std::string&& reply) {
+        return read_result_of(std::move(reply), id);
+    });
 }
 
 task<json::value> session::destroy_task(call_options o)
@@ -1725,14 +1726,16 @@ task<json::value> session::destroy_task(call_options o)
 
 task<json::value> session::set_input_stream_task(const input_stream& s, call_options o)
 {
-    return ops::input_stream_set(impl_, serialize_request("input_stream.set", to_event_data(s)), o);
+    return impl::request(impl_, "input_stream.set", serialize_request("input_stream.set", to_event_data(s)), o,
+                         request_timeout, &input_stream_reply);
 }
 
 task<json::value> session::query_task(const query_request& q, call_options o)
 {
     // Encoded here: the image is copied once, into the frame, and nothing the caller
     // passed is referenced after this returns.
-    return ops::query(impl_, serialize_request("model.query", q.to_event_data()), o);
+    return impl::request(impl_, "model.query", serialize_request("model.query", q.to_event_data()), o,
+                         &session_options::query_timeout, &query_result);
 }
 
 task<json::value> session::update_task(json::value&& data, call_options o)
@@ -1740,12 +1743,12 @@ task<json::value> session::update_task(json::value&& data, call_options o)
     json::object envelope;
     envelope["type"] = "data.json";
     envelope["event_data"] = std::move(data);
-    return send_request(impl_, "session.update", std::move(envelope), o);
+    return send_request(impl_, "session.update", envelope, o);
 }
 
 task<void> session::heartbeat_task(call_options o)
 {
-    return ops::heartbeat(impl_, o);
+    return send_request(impl_, "session.heartbeat", nullptr, o, [](std::string&&) {});
 }
 
 std::optional<json::value> session::try_receive()
@@ -1759,6 +1762,9 @@ task<std::optional<json::value>> session::receive_task(std::chrono::milliseconds
 {
     return impl::receive(impl_, timeout);
 }
+
+json::value validation::raw() const { return json::parse(reply); }
+json::value read_result::raw() const { return json::parse(reply); }
 
 const std::string& session::client_id() const noexcept
 {

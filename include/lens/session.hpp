@@ -136,11 +136,14 @@ struct session_options {
     std::string client_id;
 };
 
-/// The reply to `session.validate`.
+/// The reply to `session.validate`. The typed fields are decoded from the reply's text
+/// without a JSON tree (the text is kept; `raw()` parses it when asked).
 struct validation {
     bool is_valid = false;                   ///< `event_data.is_valid`; false when absent
     std::vector<std::string> error_messages; ///< `event_data.error_messages` (non-strings serialized)
-    boost::json::value raw;                  ///< the whole reply, `api_key` removed
+    std::string reply;                       ///< the whole reply as JSON text, `api_key` removed
+    /// `reply`, parsed (at each call).
+    boost::json::value raw() const;
 };
 
 /// One message of the mailbox `session.read` drains.
@@ -154,7 +157,9 @@ struct mailbox_message {
 struct read_result {
     std::vector<mailbox_message> messages; ///< the drained messages, in the server's order
     std::string client_id;                 ///< the cursor read: the server's echo, else the id sent
-    boost::json::value raw;                ///< the whole reply, `api_key` removed
+    std::string reply;                     ///< the whole reply as JSON text, `api_key` removed
+    /// `reply`, parsed (at each call).
+    boost::json::value raw() const;
 };
 
 /// Per-call settings; zero timeout means the session's default for that event.

@@ -95,7 +95,7 @@ task<void> walk_through(lens::client& c)
         const json::value reading = demo_reading();
         co_await s.update(reading);
         auto mail = co_await s.read();
-        show(mail.raw);
+        show(mail.raw());
         co_await s.destroy();
     }
 }

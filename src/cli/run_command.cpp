@@ -221,7 +221,7 @@ task<void> sleep_for(double seconds)
     }
     std::string detail = "the session is not valid";
     if (errors.empty())
-        detail += " (" + json::serialize(v.raw) + ")";
+        detail += " (" + v.reply + ")";
     throw lens::error(lens::errc::api_error, "session.validate", std::move(detail), 0, std::move(errors));
 }
 

@@ -132,7 +132,7 @@ void add_session_commands(CLI::App& app, globals& g, action& run)
         co_return json::value_from(co_await s.status());
     });
     add_simple("validate", "session.validate", [](lens::session& s) -> task<json::value> {
-        co_return (co_await s.validate()).raw;
+        co_return (co_await s.validate()).raw();
     });
     add_simple("destroy", "session.destroy over the WebSocket (see also `lens sessions destroy`, over REST)",
                [](lens::session& s) -> task<json::value> { co_return co_await s.destroy(); });
@@ -153,7 +153,7 @@ void add_session_commands(CLI::App& app, globals& g, action& run)
                     r = co_await s.read();
                 else
                     r = co_await s.read(*client_id);
-                co_return r.raw;
+                co_return r.raw();
             });
         });
     }

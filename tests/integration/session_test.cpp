@@ -390,6 +390,9 @@ TEST_CASE("session: every typed operation against the mailbox lens")
 
         auto v = co_await s.validate();
         CHECK(v.is_valid);
+        CHECK(v.error_messages.empty());
+        CHECK(v.raw().at("type") == "session.validate.response"); // the reply's text, parsed
+        CHECK(v.raw() == json::parse(v.reply));
         co_await s.heartbeat();
 
         // The mailbox: a cursor per client id; a new id replays from the start.
@@ -406,6 +409,7 @@ TEST_CASE("session: every typed operation against the mailbox lens")
         CHECK(empty.messages.empty()); // event_data null: nothing pending
         auto replay = co_await s.read("reader-b");
         CHECK(replay.messages.size() == initial + 3);
+        CHECK(replay.raw().at("event_data").at("messages").as_array().size() == initial + 3);
         CHECK(s.client_id().size() == 8); // random per session object
         auto own = co_await s.read();
         CHECK(own.messages.size() == initial + 3);
@@ -1184,6 +1188,82 @@ TEST_CASE("session: the API key never reaches the caller - replies, escapes, err
         CHECK(refused.code == errc::unauthorized);
         CHECK(refused.what.find("token [redacted] rejected") != std::string::npos);
         // h.run checks every error text above for the key.
+    });
+}
+
+TEST_CASE("session: typed results read the reply's text - odd shapes, escapes and the key")
+{
+    ws_harness h;
+    auto& peer = h.peer();
+    // Each session.validate is answered with the next of these replies.
+    const std::string key = hostile_key();
+    const std::vector<std::string> replies = {
+        // the streaming pass decides these two
+        R"({"type":"session.validate.response","event_data":{"is_valid":false,"error_messages":["no lens","x"]}})",
+        R"({"type":"session.validate.response","event_data":null})",
+        // the tree decides: non-text messages are rendered, a non-boolean is_valid is false
+        R"({"type":"session.validate.response","event_data":{"is_valid":"yes","error_messages":[1,{"a":2},"t"]}})",
+        // escapes: decoded
+        R"({"type":"session.validate.response","event_data":{"is_valid":true,"error_messages":["tab\tx\u0041"]}})",
+        // the key in the text, in an escape and in an api_key member: none of it reaches the result
+        R"({"type":"session.validate.response","api_key":")" + key + R"(","event_data":{"is_valid":false,)" +
+            R"("error_messages":["bad key )" + key + R"("],"Api_Key":1}})",
+        // a member named twice: the last one wins, as in a tree
+        R"({"type":"session.validate.response","event_data":{"is_valid":false,"is_valid":true}})",
+        // a failure envelope
+        R"({"type":"session.validate.response","message":"no such lens"})",
+    };
+    auto next = std::make_shared<std::size_t>(0);
+    peer.answer = [&replies, next](const json::value& request, int) {
+        if (type_of(request) != "session.validate")
+            return std::vector<std::string>{reply_to(request)};
+        return std::vector<std::string>{replies.at((*next)++)};
+    };
+    peer.start();
+    h.run([&]() -> task<void> {
+        const auto cfg = h.config_for(peer, key);
+        h.cfg.api_key = cfg.api_key;
+        auto s = co_await lens::session::open(cfg, peer.url(), fast_reconnect());
+        auto leaks = [&](const lens::validation& v) {
+            std::string all = v.reply + json::serialize(v.raw());
+            for (auto& m : v.error_messages)
+                all += m;
+            return all.find(key) != std::string::npos;
+        };
+
+        auto v = co_await s.validate();
+        CHECK_FALSE(v.is_valid);
+        CHECK(v.error_messages == std::vector<std::string>{"no lens", "x"});
+        CHECK(v.reply == replies[0]); // kept as sent
+        CHECK(v.raw() == json::parse(replies[0]));
+
+        v = co_await s.validate();
+        CHECK_FALSE(v.is_valid);
+        CHECK(v.error_messages.empty());
+        CHECK(v.raw().at("event_data").is_null());
+
+        v = co_await s.validate();
+        CHECK_FALSE(v.is_valid);
+        CHECK(v.error_messages == std::vector<std::string>{"1", R"({"a":2})", "t"});
+
+        v = co_await s.validate();
+        CHECK(v.is_valid);
+        CHECK(v.error_messages == std::vector<std::string>{"tab\txA"});
+
+        v = co_await s.validate();
+        CHECK_FALSE(v.is_valid);
+        CHECK(v.error_messages == std::vector<std::string>{"bad key [redacted]"});
+        CHECK_FALSE(leaks(v));
+        CHECK_FALSE(v.raw().as_object().contains("api_key"));
+        CHECK_FALSE(v.raw().at("event_data").as_object().contains("Api_Key"));
+
+        v = co_await s.validate();
+        CHECK(v.is_valid);
+
+        auto failed = co_await h.failure_of(s.validate());
+        CHECK(failed.code == errc::api_error);
+        CHECK(failed.what.find("no such lens") != std::string::npos);
+        CHECK(*next == replies.size());
     });
 }
 

@@ -2,6 +2,8 @@
 
 #include <lens/detail/reply_matcher.hpp>
 
+#include "detail/frame_fields.hpp"
+
 #include <boost/json/parse.hpp>
 
 #include <vector>

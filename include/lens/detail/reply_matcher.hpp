@@ -1,7 +1,8 @@
 // The reply matcher of the WebSocket multiplexer (sans-I/O).
 //
 // The Lens control channel has no request ids: a reply is matched to the
-// OLDEST outstanding request expecting that reply type. Entries of callers
+// OLDEST outstanding request expecting that reply type (which reply type a frame
+// carries: classify_frame, src/detail/frame_fields.hpp). Entries of callers
 // that gave up stay in place, so that their late replies are consumed by them
 // (and dropped) instead of being handed to the next caller of the same type.
 //
@@ -11,7 +12,6 @@
 #pragma once
 
 #include <boost/intrusive/list.hpp>
-#include <boost/json/value.hpp>
 
 #include <functional>
 #include <string>
@@ -19,24 +19,6 @@
 #include <unordered_map>
 
 namespace lens::detail {
-
-/// What a frame received from the server is.
-struct frame_class {
-    enum kind_type {
-        reply,        ///< answers the oldest pending request of type `request_type`
-        error,        ///< `{"type": "error", ...}`: answers the oldest pending request of any type
-        unsolicited,  ///< answers nothing: goes to the session's inbox
-    } kind = unsolicited;
-    std::string_view request_type; ///< for replies: "session.validate" for "session.validate.response"
-};
-
-/// Classifies a decoded frame:
-/// - `{"type": "T.response", ...}` is a reply to a request of type T;
-/// - an object without `type` that carries `session_id` is the bare record
-///   `session.status` replies with;
-/// - `{"type": "error", ...}` is an error of the oldest pending request;
-/// - anything else (other types, non-objects) is unsolicited.
-frame_class classify_frame(const boost::json::value& frame) noexcept;
 
 /// An entry: derive from this and set `request_type` (before `expect`, unchanged while linked).
 struct matcher_entry : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> {
