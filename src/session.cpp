@@ -158,7 +158,7 @@ struct pending_request : detail::matcher_entry {
     bool written = false;    ///< in the matcher: sent on the current connection
     bool abandoned = false;  ///< nobody waits for the reply any more (timed out, cancelled, internal)
     bool done = false;
-    std::string reply; ///< the reply's text, scrubbed of secrets (the result decodes it)
+    detail::reply reply; ///< the reply (its result is decoded from it)
     boost::system::error_code ec;
     std::string error_detail;
     /// The caller's coroutine while it waits (see wait_for_reply): resumed by the reply,
@@ -602,7 +602,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
 
     /// `text` is the reply, scrubbed of secrets, and `f` its fields.
-    void deliver(pending_request& r, std::string_view text, const detail::frame_fields& f)
+    void deliver(pending_request& r, std::string_view text, detail::frame_fields& f)
     {
         if (r.abandoned) {
             ++counters.late_replies_dropped;
@@ -615,7 +615,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
             fail(r, code, std::string(*failure));
             return;
         }
-        r.reply.assign(text);
+        r.reply.text.assign(text);
+        r.reply.is_valid = f.is_valid;
+        r.reply.error_messages = std::move(f.error_messages);
         finish(r);
     }
 
@@ -1437,7 +1439,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     /// the caller's arguments nor `this` are touched after they return (and a typed
     /// request costs one coroutine frame).
     template <class Decode>
-    static asio::awaitable<std::invoke_result_t<Decode&, std::string&&>>
+    static asio::awaitable<std::invoke_result_t<Decode&, detail::reply&&>>
     request(std::shared_ptr<impl> self, std::string type, std::string frame, call_options o,
             std::chrono::milliseconds session_options::*timeout_of, Decode decode)
     {
@@ -1513,7 +1515,7 @@ using json_task = task<json::value>;
 constexpr auto request_timeout = &session_options::request_timeout;
 
 /// The reply as a tree: its text is scrubbed, valid JSON.
-json::value parse_reply(std::string&& reply) { return json::parse(reply); }
+json::value parse_reply(detail::reply&& reply) { return json::parse(reply.text); }
 
 /// Encodes the request now and returns the coroutine that sends it.
 template <class Decode = decltype(&parse_reply)>
@@ -1533,27 +1535,21 @@ const json::value* event_data_of(const json::value& reply)
     return nullptr;
 }
 
-/// A validation, decoded by the fields every frame's routing reads (the streaming pass,
-/// or the tree when that gives up): no tree for the typical reply.
-validation validation_of(std::string&& reply)
+/// A validation: the fields the reply's routing read (no tree for the typical reply).
+validation validation_of(detail::reply&& reply)
 {
-    detail::frame_fields f;
-    if (!detail::gather_streaming(reply, f)) {
-        f = detail::frame_fields{};
-        detail::gather_from_tree(json::parse(reply), f);
-    }
     validation result;
-    result.is_valid = f.is_valid;
-    result.error_messages = std::move(f.error_messages);
-    result.reply = std::move(reply);
+    result.is_valid = reply.is_valid;
+    result.error_messages = std::move(reply.error_messages);
+    result.reply = std::move(reply.text);
     return result;
 }
 
-read_result read_result_of(std::string&& reply, std::string client_id)
+read_result read_result_of(detail::reply&& reply, std::string client_id)
 {
     read_result result;
     result.client_id = std::move(client_id);
-    const json::value tree = parse_reply(std::move(reply));
+    const json::value tree = json::parse(reply.text);
     if (auto* d = event_data_of(tree); d && d->is_object()) {
         auto& obj = d->get_object();
         if (auto* id = obj.if_contains("client_id"); id && id->is_string())
@@ -1574,7 +1570,7 @@ read_result read_result_of(std::string&& reply, std::string client_id)
                 result.messages.push_back(std::move(msg));
             }
     }
-    result.reply = std::move(reply);
+    result.reply = std::move(reply.text);
     return result;
 }
 
@@ -1586,15 +1582,13 @@ json::object read_event_data(const std::string& client_id)
 }
 
 /// `input_stream.set`'s reply: a refusal (`is_valid: false`) is an error.
-json::value input_stream_reply(std::string&& text)
+json::value input_stream_reply(detail::reply&& r)
 {
-    json::value reply = parse_reply(std::move(text));
-    detail::frame_fields f;
-    detail::gather_from_tree(reply, f);
+    json::value reply = json::parse(r.text);
     if (auto* d = event_data_of(reply); d && d->is_object())
         if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
             std::vector<server_error> errors;
-            for (auto& m : f.error_messages)
+            for (auto& m : r.error_messages)
                 errors.push_back({{}, std::move(m), {}, {}});
             throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
         }
@@ -1602,9 +1596,9 @@ json::value input_stream_reply(std::string&& text)
 }
 
 /// `model.query`'s result: the reply's `event_data.result`.
-json::value query_result(std::string&& text)
+json::value query_result(detail::reply&& r)
 {
-    const json::value reply = parse_reply(std::move(text));
+    const json::value reply = parse_reply(std::move(r));
     if (auto* d = event_data_of(reply); d && d->is_object())
         if (auto* r = d->get_object().if_contains("result"))
             return *r;
@@ -1696,7 +1690,7 @@ task<json::value> session::call_task(std::string&& type, json::value&& event_dat
 
 task<session_record> session::status_task(call_options o)
 {
-    return send_request(impl_, "session.status", nullptr, o, [](std::string&& reply) {
+    return send_request(impl_, "session.status", nullptr, o, [](detail::reply&& reply) {
         return detail::decode<session_record>(parse_reply(std::move(reply)), "session.status");
     });
 }
@@ -1714,7 +1708,7 @@ task<read_result> session::read_task(call_options o)
 task<read_result> session::read_task(std::string&& client_id, call_options o)
 {
     json::value data = read_event_data(client_id);
-    return send_request(impl_, "session.read", data, o, [id = std::move(client_id)](std::string&& reply) {
+    return send_request(impl_, "session.read", data, o, [id = std::move(client_id)](detail::reply&& reply) {
         return read_result_of(std::move(reply), id);
     });
 }
@@ -1748,7 +1742,7 @@ task<json::value> session::update_task(json::value&& data, call_options o)
 
 task<void> session::heartbeat_task(call_options o)
 {
-    return send_request(impl_, "session.heartbeat", nullptr, o, [](std::string&&) {});
+    return send_request(impl_, "session.heartbeat", nullptr, o, [](detail::reply&&) {});
 }
 
 std::optional<json::value> session::try_receive()

@@ -52,8 +52,18 @@ struct frame_fields {
     std::string rendered;                ///< the storage of a rendered `message`
 };
 
+/// A reply as a session hands it to its request's result: the text, scrubbed of
+/// secrets, and the validation fields read while the frame was routed (so a validation
+/// takes no second pass over the text).
+struct reply {
+    std::string text;
+    bool is_valid = false;
+    std::vector<std::string> error_messages;
+};
+
 /// Fills `out` (default-constructed) from the JSON `text`, or gives up and returns false
-/// (`out` unspecified). The caller makes sure that `text` holds no escape.
+/// (`out` unspecified). Where it decides, every key and string of `text` is a piece of it
+/// (no escape) and no member is named `api_key`.
 bool gather_streaming(std::string_view text, frame_fields& out);
 /// The fields of a parsed frame, any JSON value.
 void gather_from_tree(const boost::json::value& frame, frame_fields& out);
