@@ -711,14 +711,15 @@ struct session::impl : std::enable_shared_from_this<impl> {
         std::optional<json::value> tree;
         std::string scrubbed_text; // the scrubbed tree's text, when it differs from `text`
         const std::size_t bytes = text.size();
-        if (secrets.leaks(text) || detail::redactor::has_escape(text) || !detail::gather_streaming(text, f)) {
+        const bool leaks = secrets.leaks(text);
+        if (leaks || detail::redactor::has_escape(text) || !detail::gather_streaming(text, f)) {
             boost::system::error_code ec;
             tree.emplace(json::parse(text, ec));
             if (ec) {
                 to_inbox(json::string(secrets.scrubbed(text)), bytes);
                 return;
             }
-            if (secrets.leaks(text) || detail::redactor::may_hide_secret(text)) {
+            if (leaks || detail::redactor::may_hide_secret(text)) {
                 secrets.scrub(*tree);
                 scrubbed_text = json::serialize(*tree);
                 text = scrubbed_text;
