@@ -161,6 +161,16 @@ def summarise_throughput(samples):
     return out
 
 
+def paired_ratios(samples, a, b, k):
+    """(requests/s ratio, CPU per request ratio) of clients a and b in each round where both ran at k."""
+    by_round = {}
+    for s in samples:
+        if "error" not in s and s["in_flight"] == k and s["client"] in (a, b):
+            by_round.setdefault(s["round"], {})[s["client"]] = s
+    return [(r[a]["rps"] / r[b]["rps"], r[a]["cpu_us_per_request"] / r[b]["cpu_us_per_request"])
+            for r in by_round.values() if a in r and b in r and r[b]["rps"] and r[b]["cpu_us_per_request"]]
+
+
 def summarise_memory(samples):
     groups = {}
     for s in samples:
@@ -239,6 +249,18 @@ def markdown(result):
             parts.append(f"lens-pipelined/websocket-client (K=1): {rps('lens-pipelined') / wc:.1f}× req/s")
         if parts:
             lines.append(f"- K={k}: " + "; ".join(parts))
+    lines += ["", "### Ratios paired by round", "",
+              "Each round runs every client once, one after another, so two clients of the same round met the "
+              "machine in the same state; on a shared machine whose speed moves by tens of percent from one "
+              "minute to the next, the ratio of a round's pair is steadier than the ratio of two medians. "
+              "Cells: median [min–max] over the rounds of lens's figure divided by the other client's.", "",
+              "| in flight | pair | requests/s | client CPU µs/request |", "|---:|---|---:|---:|"]
+    for k in cfg["in_flight"]:
+        for lens_c, other in (("lens-pipelined", "raw-pipelined"), ("lens-sessions", "raw-lockstep")):
+            pairs = paired_ratios(result["samples"]["throughput"], lens_c, other, k)
+            if pairs:
+                lines.append(f"| {k} | {lens_c} / {other} | {cell(spread([p[0] for p in pairs]), 2)} "
+                             f"| {cell(spread([p[1] for p in pairs]), 2)} |")
     lines += ["", "## Latency percentiles (µs, median over rounds)", "",
               "| in flight | client | p50 | p90 | p99 | p99.9 | max |", "|---:|---|---:|---:|---:|---:|---:|"]
     for r in result["summary"]["throughput"]:
