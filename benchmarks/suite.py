@@ -8,6 +8,7 @@ samples and the summary), results.md (tables) and PNG plots (gnuplot) to --out.
   /usr/bin/python3 benchmarks/suite.py --bin build/bin --out DIR [--quick]
       [--in-flight 1,16,64,128] [--sessions 100,1000,10000] [--rounds N]
       [--memory-rounds N] [--warmup S] [--duration S] [--server responder|emulator]
+      [--clients lens-sessions,raw-lockstep,...]
   /usr/bin/python3 benchmarks/suite.py --out DIR --replot   # tables and plots again
 
 Throughput: for each round, for each in-flight level, every client once (the order
@@ -384,6 +385,8 @@ def main():
     ap.add_argument("--in-flight")
     ap.add_argument("--sessions")
     ap.add_argument("--rounds", type=int)
+    ap.add_argument("--clients", help="throughput clients to run, comma-separated (default: all); "
+                                      "--clients lens-sessions,raw-lockstep --memory-rounds 0 compares just those")
     ap.add_argument("--memory-rounds", type=int)
     ap.add_argument("--warmup", type=float)
     ap.add_argument("--duration", type=float)
@@ -427,6 +430,12 @@ def main():
     server = Server(args.bin, False, args.server)
     try:
         names = [c for c, _ in THROUGHPUT_CLIENTS]
+        if args.clients:
+            wanted = args.clients.split(",")
+            unknown = [c for c in wanted if c not in names]
+            if unknown:
+                ap.error(f"unknown client(s) {', '.join(unknown)}: choose from {', '.join(names)}")
+            names = [c for c in names if c in wanted]
         for rnd in range(args.rounds):
             for k in args.in_flight:
                 order = names[rnd % len(names):] + names[:rnd % len(names)]

@@ -4,6 +4,7 @@
 
 #include "detail/event_decoding.hpp"
 #include "detail/redactor.hpp"
+#include "detail/sax_handler.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
@@ -180,21 +181,12 @@ bool make_event(std::string_view data, fields&& f, session_event& ev)
 
 /// A handler of json::basic_parser that fills `fields` and gives up (see
 /// detail/event_decoding.hpp) by failing the parse.
-class field_gatherer {
+class field_gatherer : public detail::sax_handler_base {
 public:
-    static constexpr std::size_t max_object_size = std::size_t(-1);
-    static constexpr std::size_t max_array_size = std::size_t(-1);
-    static constexpr std::size_t max_key_size = std::size_t(-1);
-    static constexpr std::size_t max_string_size = std::size_t(-1);
-
     fields f;
     std::string_view input; ///< the text parsed
 
-    bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
-    bool on_comment_part(json::string_view, json::error_code&) { return true; }
-    bool on_comment(json::string_view, json::error_code&) { return true; }
-    bool on_number_part(json::string_view, json::error_code&) { return true; }
 
     bool on_object_begin(json::error_code& ec)
     {
@@ -344,13 +336,6 @@ private:
     };
     static_assert(static_cast<unsigned>(slot::data_errors) < 32);
 
-    // By length first, then the bytes (a comparison of known size, inlined): every
-    // member of every event passes here.
-    template <std::size_t N>
-    static bool is(std::string_view k, const char (&word)[N]) noexcept
-    {
-        return std::memcmp(k.data(), word, N - 1) == 0;
-    }
     static slot top_slot(std::string_view k) noexcept
     {
         switch (k.size()) {
@@ -470,13 +455,6 @@ private:
             return give_up(ec);
         set_member(f.parts, score_key_, value);
         return true;
-    }
-
-    /// Fails the parse: the tree decoder decides this payload.
-    bool give_up(json::error_code& ec)
-    {
-        ec = json::error::extra_data; // any error: the caller only sees that it gave up
-        return false;
     }
 
     /// The whole key or string whose last piece is `s`.

@@ -3,6 +3,7 @@
 #include "detail/frame_fields.hpp"
 
 #include "detail/redactor.hpp"
+#include "detail/sax_handler.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/serialize.hpp>
@@ -20,23 +21,14 @@ namespace {
 
 /// A handler of json::basic_parser that fills `frame_fields` and gives up (see
 /// detail/frame_fields.hpp) by failing the parse.
-class field_gatherer {
+class field_gatherer : public sax_handler_base {
 public:
-    static constexpr std::size_t max_object_size = std::size_t(-1);
-    static constexpr std::size_t max_array_size = std::size_t(-1);
-    static constexpr std::size_t max_key_size = std::size_t(-1);
-    static constexpr std::size_t max_string_size = std::size_t(-1);
-
     frame_fields* f = nullptr;
     std::string_view input; ///< the text parsed: every view kept must point into it
 
-    bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code& ec) { return f->is_object || give_up(ec); } // else unsolicited: the tree tells
-    bool on_comment_part(json::string_view, json::error_code&) { return true; }
-    bool on_comment(json::string_view, json::error_code&) { return true; }
-    bool on_number_part(json::string_view, json::error_code&) { return true; }
-    // A key or string in pieces (an escape, which the caller rules out, or text split
-    // across writes, which one write_some of the whole text is not): the tree decides.
+    // A key or string in pieces (an escape, or text split across writes, which one
+    // write_some of the whole text is not): the tree decides.
     bool on_key_part(json::string_view, std::size_t, json::error_code& ec) { return give_up(ec); }
     bool on_string_part(json::string_view, std::size_t, json::error_code& ec) { return give_up(ec); }
 
@@ -159,12 +151,6 @@ private:
         default: return slot::none;
         }
     }
-    /// By length first (the caller's switch), then the bytes: every member passes here.
-    template <std::size_t N>
-    static bool is(std::string_view k, const char (&word)[N]) noexcept
-    {
-        return std::memcmp(k.data(), word, N - 1) == 0;
-    }
 
     /// True for a slot whose value must be text (or a boolean, or a list of texts):
     /// any other value there is decided by the tree.
@@ -213,12 +199,6 @@ private:
         return s.data() >= input.data() && s.data() + s.size() <= input.data() + input.size();
     }
 
-    /// Fails the parse: the tree decides this frame.
-    static bool give_up(json::error_code& ec)
-    {
-        ec = json::error::extra_data; // any error: the caller only sees that it gave up
-        return false;
-    }
 
     std::array<in, 4> stack_{}; ///< the open containers by depth (1: the frame); deeper ones are ignored
     std::size_t depth_ = 0;
