@@ -184,7 +184,6 @@ bool make_event(std::string_view data, fields&& f, session_event& ev)
 class field_gatherer : public detail::sax_handler_base {
 public:
     fields f;
-    std::string_view input; ///< the text parsed
 
     bool on_document_end(json::error_code&) { return true; }
 
@@ -245,8 +244,7 @@ public:
             key_ = slot::score;
             // A view into the text stays valid through the parse; a name the parser
             // unescaped into a buffer of its own (or part_) is copied.
-            score_key_ = key.data() >= input.data() && key.data() + key.size() <= input.data() + input.size()
-                           ? key
+            score_key_ = inside_input(key) ? key
                            : std::string_view(score_key_copy_.assign(key));
             break;
         default: break;

@@ -24,7 +24,6 @@ namespace {
 class field_gatherer : public sax_handler_base {
 public:
     frame_fields* f = nullptr;
-    std::string_view input; ///< the text parsed: every view kept must point into it
 
     bool on_document_end(json::error_code& ec) { return f->is_object || give_up(ec); } // else unsolicited: the tree tells
     // A key or string in pieces (an escape, or text split across writes, which one
@@ -194,11 +193,6 @@ private:
         return true;
     }
 
-    bool inside_input(std::string_view s) const noexcept
-    {
-        return s.data() >= input.data() && s.data() + s.size() <= input.data() + input.size();
-    }
-
 
     std::array<in, 4> stack_{}; ///< the open containers by depth (1: the frame); deeper ones are ignored
     std::size_t depth_ = 0;
@@ -271,13 +265,6 @@ frame_class classify_frame(const frame_fields& f) noexcept
     if (t == "error")
         return {frame_class::error, {}};
     return {};
-}
-
-frame_class classify_frame(const json::value& frame)
-{
-    frame_fields f;
-    gather_from_tree(frame, f);
-    return classify_frame(f);
 }
 
 std::optional<std::string_view> reply_failure(const frame_fields& f) noexcept

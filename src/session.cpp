@@ -1540,7 +1540,7 @@ const json::value* event_data_of(const json::value& reply)
 validation validation_of(detail::reply&& reply)
 {
     validation result;
-    result.is_valid = reply.is_valid;
+    result.is_valid = reply.is_valid.value_or(false);
     result.error_messages = std::move(reply.error_messages);
     result.reply = std::move(reply.text);
     return result;
@@ -1585,15 +1585,13 @@ json::object read_event_data(const std::string& client_id)
 /// `input_stream.set`'s reply: a refusal (`is_valid: false`) is an error.
 json::value input_stream_reply(detail::reply&& r)
 {
-    json::value reply = json::parse(r.text);
-    if (auto* d = event_data_of(reply); d && d->is_object())
-        if (auto* v = d->get_object().if_contains("is_valid"); v && v->is_bool() && !v->get_bool()) {
-            std::vector<server_error> errors;
-            for (auto& m : r.error_messages)
-                errors.push_back({{}, std::move(m), {}, {}});
-            throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
-        }
-    return reply;
+    if (r.is_valid == false) { // present and false; absent is no refusal
+        std::vector<server_error> errors;
+        for (auto& m : r.error_messages)
+            errors.push_back({{}, std::move(m), {}, {}});
+        throw lens::error(errc::api_error, "input_stream.set", {}, 0, std::move(errors));
+    }
+    return parse_reply(std::move(r));
 }
 
 /// `model.query`'s result: the reply's `event_data.result`.
@@ -1606,18 +1604,14 @@ json::value query_result(detail::reply&& r)
     throw lens::error(errc::invalid_response, "model.query", "reply has no event_data.result");
 }
 
-// The typed operations: each a request whose decoder makes its result, or (destroy) a
-// coroutine taking the session by shared_ptr (never `this`) around one.
-namespace ops {
-
-json_task destroy(self_ptr self, call_options o)
+/// session.destroy: the one typed operation with work after its reply, so a coroutine of
+/// its own around the request (holding the session by shared_ptr, never `this`).
+json_task destroy_then_shut_down(self_ptr self, call_options o)
 {
     auto reply = co_await send_request(self, "session.destroy", nullptr, o);
     self->shutdown(errc::session_gone, "session destroyed");
     co_return reply;
 }
-
-} // namespace ops
 
 } // namespace
 
@@ -1716,7 +1710,7 @@ task<read_result> session::read_task(std::string&& client_id, call_options o)
 
 task<json::value> session::destroy_task(call_options o)
 {
-    return ops::destroy(impl_, o);
+    return destroy_then_shut_down(impl_, o);
 }
 
 task<json::value> session::set_input_stream_task(const input_stream& s, call_options o)

@@ -47,7 +47,7 @@ struct frame_fields {
     bool message_is_string = false;
     std::string_view message;            ///< `message`: a string's text, else the value as JSON
     bool has_event_data = false;         ///< `event_data` is a member and not null
-    bool is_valid = false;               ///< `event_data.is_valid`, when a boolean
+    std::optional<bool> is_valid;        ///< `event_data.is_valid`, when a boolean
     std::vector<std::string> error_messages; ///< `event_data.error_messages` (non-strings as JSON)
     std::string rendered;                ///< the storage of a rendered `message`
 };
@@ -57,7 +57,7 @@ struct frame_fields {
 /// takes no second pass over the text).
 struct reply {
     std::string text;
-    bool is_valid = false;
+    std::optional<bool> is_valid; ///< `event_data.is_valid`, when a boolean
     std::vector<std::string> error_messages;
 };
 
@@ -76,8 +76,6 @@ void gather_from_tree(const boost::json::value& frame, frame_fields& out);
 /// - anything else (other types, non-objects) is unsolicited.
 /// `request_type` views what `f.type` does.
 frame_class classify_frame(const frame_fields& f) noexcept;
-/// The same for a parsed frame (`request_type` views into it).
-frame_class classify_frame(const boost::json::value& frame);
 
 /// The error text of a reply that reports a failure: an envelope (`type`) carrying
 /// `message` without `event_data`. Null for any other reply.

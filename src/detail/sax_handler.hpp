@@ -14,6 +14,8 @@
 namespace lens::detail {
 
 struct sax_handler_base {
+    std::string_view input; ///< the text parsed
+
     // No limits of the handler's own: Boost's parse_options bound the depth, and the
     // caller the text.
     static constexpr std::size_t max_object_size = std::size_t(-1);
@@ -31,6 +33,13 @@ struct sax_handler_base {
     {
         ec = boost::json::error::extra_data; // any error: the caller only sees that it gave up
         return false;
+    }
+
+    /// `s` is a piece of `input` (the parser handed it over in place, not unescaped into
+    /// a buffer of its own): a view of it stays valid while the text does.
+    bool inside_input(std::string_view s) const noexcept
+    {
+        return s.data() >= input.data() && s.data() + s.size() <= input.data() + input.size();
     }
 
     /// `k` spells `word`, for a `k` whose length the caller has matched already (a switch

@@ -7,6 +7,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,8 @@ struct seen {
     std::optional<std::string> type;
     bool has_session_id, has_message, message_is_string;
     std::string message;
-    bool has_event_data, is_valid;
+    bool has_event_data;
+    std::optional<bool> is_valid;
     std::vector<std::string> error_messages;
     frame_class::kind_type kind;
     std::string request_type;
@@ -156,9 +158,12 @@ TEST_CASE("frame fields: what the routing reads")
     auto cls = lens::detail::classify_frame(f);
     CHECK(cls.kind == frame_class::reply);
     CHECK(cls.request_type == "session.validate");
-    CHECK_FALSE(f.is_valid);
+    CHECK(f.is_valid == false);
     CHECK(f.error_messages == std::vector<std::string>{"a", "b"});
     CHECK_FALSE(lens::detail::reply_failure(f));
+    // An absent or non-boolean is_valid is no answer at all (input_stream.set refuses only on false).
+    CHECK_FALSE(from_tree(R"({"type":"a.response","event_data":{}})").is_valid);
+    CHECK_FALSE(from_tree(R"({"type":"a.response","event_data":{"is_valid":"no"}})").is_valid);
 
     // A failure: an envelope with `message` and no `event_data`; the tree renders a
     // message that is not text.

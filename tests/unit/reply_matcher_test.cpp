@@ -16,8 +16,8 @@ struct entry : lens::detail::matcher_entry {
     int id = 0;
     entry(std::string type, int i) { request_type = std::move(type); id = i; }
 };
-/// The classification of `text`; the parsed frame is kept alive because
-/// `request_type` views into it.
+/// The classification of `text`, by the fields of its parsed tree; the tree is kept
+/// alive because `request_type` views into it.
 struct classified : frame_class {
     boost::json::value frame;
 };
@@ -25,7 +25,9 @@ classified classify(std::string_view text)
 {
     classified c;
     c.frame = boost::json::parse(text);
-    static_cast<frame_class&>(c) = classify_frame(c.frame);
+    lens::detail::frame_fields f;
+    lens::detail::gather_from_tree(c.frame, f);
+    static_cast<frame_class&>(c) = classify_frame(f);
     return c;
 }
 } // namespace
